@@ -1,0 +1,35 @@
+"""Fixtures for the model tests: no hub access, tiny models, a few threads (the CPU is shared)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from human_motion.model.config import ModelConfig
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _threads():
+    torch.set_num_threads(2)
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    values = dict(
+        pretrained_model_name_or_path="tiny", motion_adapter="", image_encoder="", id_embedding_kind="dlib",
+        id_embedding_dim=128, projector_width=32, projector_heads=4, intensity_hidden_dim=32, num_action_tokens=6,
+    )
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+@pytest.fixture
+def tiny_components(tmp_path):
+    from human_motion.model.components import load_components
+
+    return load_components(tiny_model_config(), tmp_path, seed=0)
