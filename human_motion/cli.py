@@ -1,0 +1,78 @@
+"""``hm``: the command line. Each command lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only maps names to modules, parses, and turns configuration errors into one line.
+
+    hm build --sources folder=videos/ --out shards/      curate clips into WebDataset shards
+    hm stats shards/                                     look at what a build made
+    hm verify shards/                                    check that shards, index and schema agree
+    hm train shards/ --config train_tiny --out runs/x    train MotionCharacter
+    hm generate --checkpoint runs/x --ref face.jpg ...   sample a video
+    hm eval videos/ --refs refs/ --prompts prompts.jsonl score generated videos
+    hm model-info --config train                         parameters and FLOPs per component
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from human_motion import __version__
+from human_motion.config import ConfigError
+
+# name -> (module, one-line help). Modules are imported only when their command runs, so `hm stats` never pays
+# for torch or Ray start-up.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("human_motion.pipelines.build", "curate sources into WebDataset shards (Ray)"),
+    "select": ("human_motion.pipelines.balance", "write an intensity-balanced subset or sampling weights of an index"),
+    "stats": ("human_motion.pipelines.stats", "summarise a build: counts, intensities, actions, rejections"),
+    "verify": ("human_motion.pipelines.verify", "check shards, index and sample schema; non-zero exit on problems"),
+    "train": ("human_motion.model.train", "train MotionCharacter on shards (or synthetic data)"),
+    "generate": ("human_motion.model.generate", "generate a video from a reference face, prompt, action and intensity"),
+    "eval": ("human_motion.model.evaluate", "score generated videos with the paper's metrics and intensity fidelity"),
+    "model-info": ("human_motion.model.info", "parameters and FLOPs per component for a model config"),
+    "demo": ("human_motion.model.demo", "a small Gradio page: reference, prompt, action, intensity slider"),
+}
+
+
+def _load(name: str):
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("human_motion"):
+            raise SystemExit(f"hm {name}: not available in this version ({module_name} is missing)") from None
+        raise SystemExit(f"hm {name}: missing dependency {e.name!r}; run `bash scripts/setup.sh`") from None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"human-motion {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only == name:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Only the chosen command's module is imported to build its arguments.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except ConfigError as e:
+        print(f"hm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Media I/O with PyAV and OpenCV: sampled decoding of video windows, H.264 encoding, unicode-safe image reading.
+
+Every function raises :class:`MediaError` with a short reason code for inputs it cannot use, so stages can record a
+rejection instead of crashing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class MediaError(Exception):
+    """A media file that cannot be used; ``reason`` is a short code for rejects.parquet."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    codec: str
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise MediaError("missing_file", path)
+    if not os.path.isfile(path):
+        raise MediaError("not_a_file", path)
+    if os.path.getsize(path) == 0:
+        raise MediaError("empty_file", path)
+
+
+def probe_video(container: av.container.InputContainer) -> VideoInfo:
+    if not container.streams.video:
+        raise MediaError("no_video_stream")
+    stream = container.streams.video[0]
+    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1e6
+    elif stream.frames and fps:
+        duration = stream.frames / fps
+    else:
+        duration = float("nan")
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not width or not height:
+        raise MediaError("no_video_stream", "stream has no frame size")
+    return VideoInfo(width, height, fps, duration, stream.codec_context.name)
+
+
+def open_video(path: str) -> av.container.InputContainer:
+    _check_file(path)
+    try:
+        return av.open(path, mode="r", metadata_errors="ignore")
+    except (av.error.InvalidDataError, av.error.ValueError) as e:
+        raise MediaError("not_a_video", str(e)) from None
+    except av.error.FFmpegError as e:
+        raise MediaError("decode_failed", str(e)) from None
+    except OSError as e:
+        raise MediaError("unreadable", str(e)) from None
+
+
+def iter_sampled_frames(
+    container: av.container.InputContainer, start_s: float, times_s: list[float]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(i, rgb frame)`` for each requested time: the first decoded frame at or after ``times_s[i]``
+    (within half a source frame). Decodes sequentially from a seek to ``start_s``; stops after the last time.
+    A truncated or corrupt stream simply ends early (the caller checks how many frames came)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate or 25.0)
+    half = 0.5 / fps
+    if start_s > 0.5 and stream.time_base is not None:
+        try:
+            container.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            container.seek(0)
+    i = 0
+    try:
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            while i < len(times_s) and frame.time >= times_s[i] - half:
+                # A frame far past the target means frames are missing; it still stands for the target.
+                yield i, frame.to_ndarray(format="rgb24")
+                i += 1
+            if i >= len(times_s):
+                return
+    except (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError):
+        return  # truncated: the caller sees fewer frames than it asked for
+
+
+def read_image(path: str, max_side_px: int = 4096) -> np.ndarray:
+    """RGB uint8 image; works with unicode paths (cv2.imread does not on every platform)."""
+    _check_file(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise MediaError("unreadable", str(e)) from None
+    # Check the header size before decoding the pixels (decompression bombs).
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError("not_an_image", os.path.basename(path))
+    h, w = img.shape[:2]
+    if max(h, w) > max_side_px:
+        raise MediaError("image_too_large", f"{w}x{h} > {max_side_px}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
+    """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes."""
+    t, h, w, _ = frames.shape
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def decode_mp4_bytes(data: bytes) -> np.ndarray:
+    """All frames of an in-memory video as (t, h, w, 3) uint8 RGB."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        raise MediaError("decode_failed", "no frames")
+    return np.stack(frames)
+
+
+def write_mp4(path: str, frames: np.ndarray, fps: float, crf: int = 18) -> None:
+    """Write an MP4 atomically (temporary name, then rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(encode_mp4(frames, fps, crf))
+    os.replace(tmp, path)
+
+
+def encode_jpg(rgb: np.ndarray, quality: int = 95) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MediaError("encode_failed", "jpeg")
+    return buf.tobytes()
+
+
+def decode_jpg(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError("decode_failed", "jpeg")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def window_times(start_s: float, end_s: float, fps: float, num_frames: int, max_windows: int) -> list[list[float]]:
+    """Sample times of the non-overlapping windows of ``num_frames`` frames at ``fps`` inside [start, end)."""
+    n_samples = int(math.floor((end_s - start_s) * fps + 1e-6))
+    n_windows = min(n_samples // num_frames, max_windows)
+    return [[start_s + (w * num_frames + j) / fps for j in range(num_frames)] for w in range(n_windows)]

@@ -1,0 +1,155 @@
+"""``hm build`` configuration: one dataclass per concern (sources, decode, faces, flow, caption, select, sink, ray).
+
+Defaults are the paper's where it fixes them (16 frames at 4 fps, 512x512 crops) and offline CPU backends
+otherwise. ``configs/build.yaml`` lists every key with a comment; ``configs/paper.yaml`` tightens the filters to
+the project page's (512 px sources).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from human_motion.config import ConfigError
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    """One corpus. ``root`` is its folder; adapters read their own ``options`` (see the README's source table)."""
+
+    root: str | None = None
+    limit: int | None = None  # at most this many clips (after sorting, so repeatable)
+    sample_fraction: float = 1.0  # keep this fraction of clips, chosen by a hash of the clip id (repeatable)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError("sources.*.limit must be >= 0 (or null for no limit)")
+        if not 0.0 < self.sample_fraction <= 1.0:
+            raise ConfigError("sources.*.sample_fraction must be in (0, 1]")
+
+
+@dataclasses.dataclass
+class StageResources:
+    """How Ray runs a stage: rows per call, actors in the pool, CPUs and GPUs per actor."""
+
+    batch_size: int = 1
+    concurrency: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ConfigError("batch_size and concurrency must be >= 1")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError("num_cpus and num_gpus must be >= 0")
+
+
+@dataclasses.dataclass
+class DecodeConfig(StageResources):
+    fps: float = 4.0  # sampling rate of the stored frames (the paper: 4 fps)
+    num_frames: int = 16  # frames per window (the paper: 16)
+    size_px: int = 512  # side of the stored square crop
+    max_windows_per_clip: int = 4  # non-overlapping windows taken from a long clip
+    crop_scale: float = 1.8  # crop side = this x the side of the union of face boxes over the window
+    detect_max_side_px: int = 640  # frames are shrunk to this longest side for face detection
+    image_max_side_px: int = 4096  # larger images are rejected (decompression bombs)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fps <= 0 or self.num_frames < 2 or self.size_px < 64 or self.size_px % 8:
+            raise ConfigError("decode: fps > 0, num_frames >= 2, size_px >= 64 and a multiple of 8")
+        if self.crop_scale < 1.0:
+            raise ConfigError("decode.crop_scale must be >= 1 (the crop must contain the face)")
+
+
+@dataclasses.dataclass
+class FacesConfig(StageResources):
+    detector: Literal["mediapipe", "dlib", "insightface"] = "mediapipe"
+    embedder: Literal["dlib", "insightface"] = "dlib"
+    landmarker: Literal["mediapipe", "none"] = "mediapipe"
+    insightface_root: str | None = None  # folder of an insightface model pack (buffalo_l layout)
+    insightface_pack: str = "buffalo_l"
+    detect_min_score: float = 0.3  # detections below this are ignored entirely
+    id_check_frames: int = 3  # frames embedded (besides the reference) to catch identity switches
+    face_size_px: int = 256  # side of the stored aligned reference face
+
+
+@dataclasses.dataclass
+class FlowConfig(StageResources):
+    backend: Literal["dis", "farneback", "raft_small", "raft_large"] = "dis"
+    work_px: int = 256  # flow is computed at this side; magnitudes are reported at decode.size_px scale
+    raft_weights: str | None = None  # local .pth (state dict); default: torchvision's cache / download
+    raft_iters: int = 12
+    device: str = "auto"  # auto | cpu | cuda
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.work_px < 32 or self.work_px % 8:
+            raise ConfigError("flow.work_px must be >= 32 and a multiple of 8")
+
+
+@dataclasses.dataclass
+class CaptionConfig(StageResources):
+    backend: Literal["landmarks"] = "landmarks"
+    num_cpus: float = 0.25
+
+
+@dataclasses.dataclass
+class SelectConfig:
+    """Thresholds, applied in one place (pipelines/select.py) to the scores the stages write."""
+
+    min_source_side_px: int = 384  # the paper used 512; the dev clips include 410-480 px videos
+    min_face_side_px: int = 96  # median face box side in source pixels
+    min_face_score: float = 0.5  # median detector confidence of the main face
+    max_missing_face_frac: float = 0.25  # frames of the window where the main face is not found
+    max_multi_face_frac: float = 0.25  # frames showing a second face (large and confident enough)
+    second_face_min_rel_side: float = 0.35  # a second face counts when its side >= this x the main face's
+    second_face_min_score: float = 0.6
+    min_id_cos: float = 0.85  # cosine of frame embeddings to the reference (dlib embeddings; ArcFace: ~0.4)
+    min_mean_luma: float = 0.0  # reject nearly black windows when > 0
+
+
+@dataclasses.dataclass
+class SinkConfig:
+    clips_per_shard: int = 16  # input clips per shard: the unit of work and of restart
+    mode: Literal["incremental", "overwrite"] = "incremental"
+    crf: int = 18  # H.264 quality of the stored windows
+    jpeg_quality: int = 95
+
+
+@dataclasses.dataclass
+class RayConfig:
+    address: str | None = None  # None: start Ray in this process; "auto" or host:port joins a cluster
+    num_cpus: int | None = None  # for the in-process Ray; None: all cores
+    object_store_memory_mb: int | None = None
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
+    decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
+    faces: FacesConfig = dataclasses.field(default_factory=FacesConfig)
+    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
+    caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
+    encode: StageResources = dataclasses.field(default_factory=StageResources)
+    select: SelectConfig = dataclasses.field(default_factory=SelectConfig)
+    sink: SinkConfig = dataclasses.field(default_factory=SinkConfig)
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
+    stages: list[str] = dataclasses.field(default_factory=lambda: ["decode", "faces", "flow", "caption", "encode"])
+
+    def __post_init__(self) -> None:
+        known = ("decode", "faces", "flow", "caption", "encode")
+        bad = [s for s in self.stages if s not in known]
+        if bad:
+            raise ConfigError(f"unknown stage {bad[0]!r}; stages are {', '.join(known)}")
+        for required in ("decode", "encode"):
+            if required not in self.stages:
+                raise ConfigError(f"stages must include {required!r}")
+
+
+def stage_resources(cfg: BuildConfig, stage: str) -> StageResources:
+    """Ray resources of a stage: its own section, or ``encode``'s."""
+    return cfg.encode if stage == "encode" else getattr(cfg, stage)

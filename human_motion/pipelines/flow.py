@@ -1,0 +1,140 @@
+"""Flow: motion intensity (paper Eq. 5-7) and the foreground flow maps for the region-aware loss (Eq. 9).
+
+Reads the stored frames; writes ``intensity``, ``intensity_per_step``, ``intensity_units`` and the ``flow.npy``
+member. Every backend returns flow fields at ``work_px``; magnitudes are rescaled to ``decode.size_px`` pixels per
+step, and one function (metrics.compute_flow_intensity) turns them into the intensity, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from human_motion.pipelines.config import BuildConfig, FlowConfig
+from human_motion.pipelines.faces import npy_bytes
+from human_motion.pipelines.metrics import compute_flow_intensity, flow_magnitude, flow_maps_uint8
+from human_motion.pipelines.stage import Stage
+from human_motion.types import Row
+
+
+class OpenCVFlow:
+    """DIS (default: fast, robust to large motion) or Farneback, on grayscale frames; no weights."""
+
+    def __init__(self, method: str):
+        self.method = method
+        self.name = f"opencv-{method}"
+        self.version = cv2.__version__
+        if method == "dis":
+            self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """frames (t, h, w, 3) uint8 RGB -> flows (t-1, h, w, 2) in pixels."""
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        flows = []
+        for a, b in zip(gray[:-1], gray[1:]):
+            if self.method == "dis":
+                flows.append(self.dis.calc(a, b, None))
+            else:
+                flows.append(cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 5, 1.1, 0))
+        return np.stack(flows)
+
+
+class RaftFlow:
+    """torchvision RAFT (small or large), all frame pairs of a window in one batch.
+
+    Weights: ``flow.raft_weights`` (a local state dict, .pth or .safetensors) or torchvision's default weights,
+    which come from its cache (``TORCH_HOME``) or are downloaded once.
+    """
+
+    def __init__(self, cfg: FlowConfig):
+        import torch
+        import torchvision
+        from torchvision.models import optical_flow
+
+        self.torch = torch
+        large = cfg.backend == "raft_large"
+        builder = optical_flow.raft_large if large else optical_flow.raft_small
+        default = optical_flow.Raft_Large_Weights.DEFAULT if large else optical_flow.Raft_Small_Weights.DEFAULT
+        if cfg.raft_weights:
+            self.model = builder(weights=None)
+            self.model.load_state_dict(load_state_dict(cfg.raft_weights))
+        else:
+            self.model = builder(weights=default)
+        if cfg.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            self.device = cfg.device
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
+        if self.device == "cpu" and self.dtype == torch.float16:
+            raise ValueError("flow.precision=fp16 needs CUDA; use fp32 or bf16 on CPU")
+        self.model = self.model.eval().to(self.device)
+        self.iters = cfg.raft_iters
+        self.name = cfg.backend
+        self.version = torchvision.__version__
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (t, 3, h, w)
+        x = (x / 127.5 - 1.0).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            flows = self.model(x[:-1], x[1:], num_flow_updates=self.iters)[-1]  # (t-1, 2, h, w)
+        return flows.float().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_state_dict(path: str) -> dict:
+    """A state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    import torch
+
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def make_flow(cfg: FlowConfig):
+    if cfg.backend in ("dis", "farneback"):
+        return OpenCVFlow(cfg.backend)
+    return RaftFlow(cfg)
+
+
+def measure_intensity(frames: np.ndarray, flow, work_px: int, out_px: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Intensity of a window: (M, per-step f_fg (t-1,), uint8 foreground maps (t-1, out_px/8, out_px/8)).
+
+    Frames are resized to ``work_px``; magnitudes are scaled back to ``out_px`` pixels per step.
+    """
+    h = frames.shape[1]
+    small = frames if h == work_px else np.stack(
+        [cv2.resize(f, (work_px, work_px), interpolation=cv2.INTER_AREA) for f in frames])
+    magnitudes = np.stack([flow_magnitude(f) for f in flow(small)]) * (out_px / work_px)
+    intensity, per_step, fg = compute_flow_intensity(magnitudes)
+    return intensity, per_step, flow_maps_uint8(fg, out_px // 8)
+
+
+class FlowIntensity(Stage):
+    """Adds ``intensity`` (pixels per step at size_px and fps) and the ``flow.npy`` member; never drops rows."""
+
+    name = "flow"
+
+    def __init__(self, cfg: BuildConfig):
+        super().__init__(cfg)
+        self.flow = make_flow(cfg.flow)
+
+    def process(self, row: Row) -> list[Row]:
+        d = self.cfg.decode
+        maps_px = d.size_px // 8
+        if row.record["static"]:
+            # Static samples: zero intensity by construction ("zero-intensity calibration" in the paper).
+            intensity, per_step = 0.0, np.zeros(d.num_frames - 1, np.float32)
+            maps = np.zeros((d.num_frames - 1, maps_px, maps_px), np.uint8)
+        else:
+            intensity, per_step, maps = measure_intensity(row.frames, self.flow, self.cfg.flow.work_px, d.size_px)
+        row.record.update(
+            intensity=float(intensity),
+            intensity_per_step=[float(v) for v in per_step],
+            intensity_units={"unit": "px_per_step", "backend": self.flow.name, "resolution_px": d.size_px,
+                             "fps": d.fps, "work_px": self.cfg.flow.work_px},
+        )
+        row.record.setdefault("backends", {})["flow"] = f"{self.flow.name} {self.flow.version}"
+        row.blobs["flow.npy"] = npy_bytes(maps)
+        return [row]

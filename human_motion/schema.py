@@ -1,0 +1,120 @@
+"""The shard contract: what one sample holds, and the columns of ``index.parquet`` and ``rejects.parquet``.
+
+The sink writes it, ``hm stats``/``hm verify`` check it, and ``model/data.py`` reads it; change it here only.
+
+A sample in a WebDataset tar (key ``{source}__{clip}__w{window}``, made safe by :func:`safe_key`):
+
+    mp4          16 frames, size_px x size_px, H.264 (static samples store ``jpg`` instead)
+    face.jpg     aligned reference face crop (``face_size_px`` square, 5-point alignment)
+    arcface.npy  float32 [D], L2-normalised identity embedding of the reference face; D and the model that made it
+                 are in ``json["id_embedding"]`` (``insightface`` ArcFace: 512; the offline ``dlib`` backend: 128)
+    flow.npy     uint8 [frames-1, size_px/8, size_px/8] foreground flow magnitude M_i*|f_i| in pixels per step at
+                 size_px scale, clipped at 255 (zeros for static samples)
+    json         see SAMPLE_FIELDS
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+VIDEO_MEMBERS = ("mp4", "face.jpg", "arcface.npy", "flow.npy", "json")
+STATIC_MEMBERS = ("jpg", "face.jpg", "arcface.npy", "flow.npy", "json")
+
+# json member: field -> (python type, meaning). Nested values are plain JSON.
+SAMPLE_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "schema_version": (int, "this module's SCHEMA_VERSION"),
+    "key": (str, "sample key (also the tar member prefix)"),
+    "source": (str, "source adapter name (folder, demo, celebv-hq, ...)"),
+    "clip_id": (str, "clip id inside the source"),
+    "window": (int, "window index inside the clip (0-based)"),
+    "static": (bool, "True for image samples (one image repeated, intensity 0)"),
+    "media_path": (str, "path of the source media, as the source gave it"),
+    "span_s": (list, "[start, end] of the window in seconds of the source media"),
+    "fps": (float, "sampling rate of the stored frames"),
+    "num_frames": (int, "frames stored (1 for static samples)"),
+    "size_px": (int, "side of the stored square frames"),
+    "crop": (dict, "source_box [x0, y0, x1, y1] in source pixels, source_size [w, h]"),
+    "description": (str, "overall description P"),
+    "action": (str, "action phrase A"),
+    "caption": (dict, "backend, candidates (landmark phrase, source labels phrase), features"),
+    "intensity": (float, "motion intensity M (Eq. 7), pixels per step at size_px and fps"),
+    "intensity_per_step": (list, "f_i,fg per step (Eq. 6)"),
+    "intensity_units": (dict, "unit, flow backend, resolution_px, fps, work_px"),
+    "faces": (dict, "boxes [[x0,y0,x1,y1]] and landmarks5 [[[x,y]x5]] per frame in stored-frame pixels, scores, "
+                    "reference_frame"),
+    "id_embedding": (dict, "kind (arcface|dlib), backend, dim, model"),
+    "scores": (dict, "filter scores (face count, area fraction, confidence, identity cosine, resolution...)"),
+    "labels": (dict, "source labels (attributes, texts), as the source gave them"),
+    "backends": (dict, "stage -> backend name and version"),
+}
+
+# index.parquet: one row per sample, every scalar field (lists and dicts stay in the json member).
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("shard", pa.string()),
+        ("source", pa.string()),
+        ("clip_id", pa.string()),
+        ("window", pa.int32()),
+        ("static", pa.bool_()),
+        ("media_path", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("fps", pa.float64()),
+        ("num_frames", pa.int32()),
+        ("size_px", pa.int32()),
+        ("description", pa.string()),
+        ("action", pa.string()),
+        ("action_landmarks", pa.string()),
+        ("intensity", pa.float64()),
+        ("flow_backend", pa.string()),
+        ("embedding_kind", pa.string()),
+        ("embedding_dim", pa.int32()),
+        ("face_area_frac", pa.float64()),
+        ("face_score", pa.float64()),
+        ("id_min_cos", pa.float64()),
+        ("source_min_side_px", pa.int32()),
+        ("caption_backend", pa.string()),
+    ]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("clip_id", pa.string()),
+        ("window", pa.int32()),  # -1 when the whole clip was rejected
+        ("media_path", pa.string()),
+        ("stage", pa.string()),  # sources | decode | faces | flow | caption | select | encode
+        ("reason", pa.string()),  # short code: decode_failed, no_face, several_faces, small_face, ...
+        ("detail", pa.string()),  # human-readable detail (exception text, the score that failed)
+        ("shard", pa.string()),
+    ]
+)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str, max_len: int = 80) -> str:
+    """A file-name-safe, deterministic rendering of an untrusted id (no ``/``, no ``..``, no control characters).
+
+    Unicode is folded to ASCII where it has an equivalent, other characters become ``_``; when anything was changed
+    or cut, a short hash of the original keeps distinct ids distinct.
+    """
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = _UNSAFE.sub("_", folded).strip("._-")
+    cleaned = re.sub(r"\.{2,}", "_", cleaned)
+    if cleaned == text and 0 < len(cleaned) <= max_len:
+        return cleaned
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned[: max_len - 9] or 'id'}-{digest}"
+
+
+def safe_key(source: str, clip_id: str, window: int) -> str:
+    """Sample key ``{source}__{clip}__w{window}``; webdataset splits member names at the first dot, so none here."""
+    return f"{safe_name(source)}__{safe_name(clip_id)}__w{int(window):03d}".replace(".", "_")
