@@ -168,11 +168,13 @@ def encode_clip_image(image_encoder, faces: torch.Tensor) -> torch.Tensor:
     return image_encoder(x.to(image_encoder.dtype), output_hidden_states=True).hidden_states[-2]
 
 
-def encode_video(vae, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(b, f, 3, H, W) in [-1, 1] -> scaled latents (b, c, f, h, w); sampled from the posterior like SD training."""
+def encode_video(vae, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(b, f, 3, H, W) in [-1, 1] -> scaled latents (b, c, f, h, w); sampled from the posterior like SD training
+    (with ``generator``, so a resumed run draws the same samples)."""
     b, f = pixel_values.shape[:2]
     with torch.no_grad():
-        latents = vae.encode(pixel_values.flatten(0, 1).to(vae.dtype)).latent_dist.sample()  # (b*f, c, h, w)
+        posterior = vae.encode(pixel_values.flatten(0, 1).to(vae.dtype)).latent_dist
+        latents = posterior.sample(generator=generator)  # (b*f, c, h, w)
     latents = latents * vae.config.scaling_factor
     return latents.unflatten(0, (b, f)).permute(0, 2, 1, 3, 4)  # (b, c, f, h, w)
 
