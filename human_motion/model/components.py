@@ -42,7 +42,8 @@ def _ddim(config: dict):
     )
 
 
-def _build_tiny(cfg: ModelConfig, work_dir: pathlib.Path, seed: int):
+def _build_from_configs(cfg: ModelConfig, work_dir: pathlib.Path, seed: int):
+    """``tiny`` (seconds on a CPU) or ``random-sd15`` (the paper's shapes, random weights); nothing downloaded."""
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -51,11 +52,17 @@ def _build_tiny(cfg: ModelConfig, work_dir: pathlib.Path, seed: int):
     tok_dir = work_dir / "tiny_tokenizer"
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir) if tok_dir.is_dir() else tiny.write_tiny_tokenizer(tok_dir)
     torch.manual_seed(seed)  # frozen base weights must be the same in a resumed run
-    unet2d = UNet2DConditionModel(**tiny.tiny_unet_config())
-    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter(**tiny.tiny_motion_adapter_config()))
-    vae = AutoencoderKL(**tiny.tiny_vae_config())
-    text_encoder = CLIPTextModel(CLIPTextConfig(**tiny.tiny_text_config(len(tokenizer))))
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny.tiny_vision_config()))
+    if cfg.pretrained_model_name_or_path == "tiny":
+        unet2d = UNet2DConditionModel(**tiny.tiny_unet_config())
+        unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter(**tiny.tiny_motion_adapter_config()))
+        vae = AutoencoderKL(**tiny.tiny_vae_config())
+        text_encoder = CLIPTextModel(CLIPTextConfig(**tiny.tiny_text_config(len(tokenizer))))
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny.tiny_vision_config()))
+    else:
+        unet = UNetMotionModel.from_unet2d(UNet2DConditionModel(**tiny.sd15_unet_config()), MotionAdapter())
+        vae = AutoencoderKL(**tiny.sd15_vae_config())
+        text_encoder = CLIPTextModel(CLIPTextConfig(**tiny.sd15_text_config()))
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny.vit_h_vision_config()))
     scheduler = _ddim(dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012))
     return unet, vae, text_encoder, tokenizer, image_encoder, scheduler
 
@@ -90,8 +97,8 @@ def _load_base(cfg: ModelConfig):
 def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 0) -> Components:
     """All parts, frozen base in eval mode, adapter fresh (or from ``cfg.adapter``) and installed in the UNet."""
     work_dir = pathlib.Path(work_dir)
-    if cfg.pretrained_model_name_or_path == "tiny":
-        unet, vae, text_encoder, tokenizer, image_encoder, scheduler = _build_tiny(cfg, work_dir, seed)
+    if cfg.pretrained_model_name_or_path in ("tiny", "random-sd15"):
+        unet, vae, text_encoder, tokenizer, image_encoder, scheduler = _build_from_configs(cfg, work_dir, seed)
     else:
         unet, vae, text_encoder, tokenizer, image_encoder, scheduler = _load_base(cfg)
     if cfg.prediction_type is not None:

@@ -15,8 +15,9 @@ from human_motion.config import ConfigError
 
 @dataclass
 class ModelConfig:
-    # "tiny" builds every part from small configs; otherwise a hub id, a local diffusers folder, or a single-file
-    # community SD 1.5 checkpoint (*.safetensors, loaded with StableDiffusionPipeline.from_single_file).
+    # "tiny" builds every part from small configs, "random-sd15" at the paper's shapes with random weights (sizes,
+    # FLOPs, GPU timing); otherwise a hub id, a local diffusers folder, or a single-file community SD 1.5 checkpoint
+    # (*.safetensors, loaded with StableDiffusionPipeline.from_single_file).
     pretrained_model_name_or_path: str = "runwayml/stable-diffusion-v1-5"
     revision: str | None = None
     motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-2"  # hub id or local folder ("" for tiny)

@@ -117,3 +117,26 @@ class TinyFaceEmbedder(nn.Module):
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
         return self.net(faces)
+
+
+# SD 1.5-shaped parts with random weights ("random-sd15"): the paper's model size without a download, for
+# `hm model-info` and for timing a training step at full size on a GPU (benchmarks/README.md).
+def sd15_unet_config() -> dict:
+    return dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # the rest are SD 1.5's defaults
+
+
+def sd15_vae_config() -> dict:
+    return dict(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=512,
+    )
+
+
+def sd15_text_config(vocab_size: int = 49408) -> dict:
+    return dict(vocab_size=vocab_size, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                num_attention_heads=12, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu")
+
+
+def vit_h_vision_config() -> dict:  # IP-Adapter's image encoder (OpenCLIP ViT-H/14)
+    return dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+                image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu")
