@@ -1,0 +1,97 @@
+"""Shard loader: sample fields, static samples, flips, dropout flags, bad samples, exact resume, embedding kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from human_motion.config import ConfigError
+from human_motion.model.config import DataConfig
+from human_motion.model.data import get_dataset
+
+from .conftest import tiny_model_config
+from .shards import write_shards
+
+
+def data_cfg(**kw) -> DataConfig:
+    values = dict(resolution=32, num_frames=4, frame_stride=4, face_size=32, shuffle_buffer=4)
+    values.update(kw)
+    return DataConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("shards"), num_video=4, num_static=2, corrupt=1)
+
+
+def take(ds, n, batch_size=2, start=0):
+    it = ds.batches(batch_size, start)
+    return [next(it) for _ in range(n)]
+
+
+def test_sample_fields_and_static_samples(shards):
+    ds = get_dataset(data_cfg(flip_prob=0.0), tiny_model_config(), str(shards), seed=0)
+    samples = [s for _, s in zip(range(7), (s for _, s in ds.samples()))]
+    good = [s for s in samples if s is not None]
+    assert len(good) == 6 and sum(s is None for s in samples) == 1  # the corrupt mp4 is skipped, not replaced
+    assert ds.bad.counts == {"decode_failed": 1}
+    for s in good:
+        assert s["pixel_values"].shape == (4, 3, 32, 32) and s["pixel_values"].abs().max() <= 1
+        assert s["flow"].shape == (4, 4, 4) and s["face_boxes"].shape == (4, 4) and s["face"].shape == (3, 32, 32)
+        assert s["id_embedding"].shape == (128,)
+        if s["static"]:  # one image repeated, no motion, no intensity
+            assert torch.equal(s["pixel_values"], s["pixel_values"][:1].expand(4, -1, -1, -1))
+            assert s["intensity"] == 0 and s["flow"].abs().sum() == 0
+        else:
+            assert s["intensity"] > 0 and s["flow"].sum() > 0 and s["action"]
+    assert {s["static"] for s in good} == {True, False}
+
+
+def test_flip_mirrors_frames_flow_and_boxes(shards):
+    plain = get_dataset(data_cfg(flip_prob=0.0), tiny_model_config(), str(shards), seed=0)
+    flipped = get_dataset(data_cfg(flip_prob=1.0), tiny_model_config(), str(shards), seed=0)
+    a, b = next(s for _, s in plain.samples() if s), next(s for _, s in flipped.samples() if s)
+    assert a["key"] == b["key"]
+    torch.testing.assert_close(b["pixel_values"], a["pixel_values"].flip(-1))
+    torch.testing.assert_close(b["flow"], a["flow"].flip(-1))
+    torch.testing.assert_close(b["face_boxes"][:, 0], 1 - a["face_boxes"][:, 2])
+
+
+def test_dropout_flags_follow_probabilities(shards):
+    ds = get_dataset(data_cfg(text_drop_prob=1.0, image_drop_prob=0.0, clip_drop_prob=1.0), tiny_model_config(),
+                     str(shards), seed=0)
+    batch, _ = take(ds, 1)[0]
+    assert batch["text"] == ["", ""] and batch["drop_clip"].all() and not batch["drop_image"].any()
+
+
+def test_resume_from_slot_gives_the_same_batches(shards):
+    cfg = data_cfg(static_ratio=0.4)
+    full = take(get_dataset(cfg, tiny_model_config(), str(shards), seed=3), 6)
+    resumed = take(get_dataset(cfg, tiny_model_config(), str(shards), seed=3, num_threads=2), 3, start=full[2][1])
+    for (a, _), (b, _) in zip(full[3:], resumed):
+        assert a["key"] == b["key"]
+        torch.testing.assert_close(a["pixel_values"], b["pixel_values"])
+    statics = sum(int(b["static"].sum()) for b, _ in full)
+    assert 0 < statics < 12
+
+
+def test_rank_split_is_disjoint(shards):
+    cfg = data_cfg()
+    slots = []
+    for rank in (0, 1):
+        ds = get_dataset(cfg, tiny_model_config(), str(shards), seed=0, rank=rank, world_size=2)
+        slots.append([k for _, (k, _) in zip(range(6), ds.samples())])
+    assert slots == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]]
+
+
+def test_wrong_embedding_kind_is_refused(tmp_path):
+    arcface = write_shards(tmp_path, num_video=1, num_static=0, kind="arcface", dim=512)
+    ds = get_dataset(data_cfg(), tiny_model_config(), str(arcface), seed=0)  # the config expects dlib / 128
+    with pytest.raises(ConfigError, match=r"'arcface' identity embedding \(512-d\).*expects 'dlib' \(128-d\)"):
+        take(ds, 1, batch_size=1)
+
+
+def test_synthetic_dataset():
+    ds = get_dataset(data_cfg(dataset_type="synthetic"), tiny_model_config(), None, seed=0)
+    batch, slot = take(ds, 1, batch_size=3)[0]
+    assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and slot == 3

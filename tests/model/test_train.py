@@ -1,0 +1,92 @@
+"""``hm train`` and ``hm model-info`` end to end on tiny models: outputs, learning, exact resume, clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+import human_motion.model.train as train_module
+from human_motion.cli import main
+from human_motion.model.adapter import MotionCharacterAdapter
+
+from .shards import write_shards
+
+QUIET = ["--set", "validation.num_samples=0"]
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
+
+
+def test_train_on_shards_lowers_fixed_batch_loss_and_writes_outputs(tmp_path):
+    shards = write_shards(tmp_path / "shards", num_video=2, num_static=0)  # batch 2: the same two clips every step
+    out = tmp_path / "run"
+    sets = ["train.max_train_steps=12", "train.checkpointing_steps=6", "data.flip_prob=0", "validation.num_samples=1"]
+    assert main(["train", str(shards), "--config", "train_tiny", "--out", str(out),
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    log = read_log(out)
+    val = [r["val_loss"] for r in log if r.get("event") == "validation"]
+    assert len(val) == 3 and val[-1] < val[0] * 0.99, val  # steps 0, 6, 12
+    assert [r["step"] for r in log if "loss" in r] == list(range(1, 13))
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"checkpoint-6", "checkpoint-12"}
+    assert (out / "checkpoints" / "checkpoint-12" / "adapter" / "diffusion_pytorch_model.safetensors").is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "step000000_0.gif", "step000006_0.gif", "step000012_0.gif"]
+    adapter = MotionCharacterAdapter.from_pretrained(out / "adapter")  # the new weights alone
+    assert adapter.config.id_dim == 128 and len(adapter.config.layers) == 4
+    assert json.loads((out / "config.json").read_text())["model"]["id_embedding_kind"] == "dlib"
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+    shards = write_shards(tmp_path / "shards", num_video=3, num_static=2, corrupt=1)
+    args = ["train", str(shards), "--config", "train_tiny", *QUIET]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+
+    real = train_module.save_checkpoint
+
+    def save_then_die(accelerator, out, step, *rest):
+        path = real(accelerator, out, step, *rest)
+        if step == 2:
+            raise KeyboardInterrupt  # killed right after the first checkpoint
+        return path
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 130
+    monkeypatch.setattr(train_module, "save_checkpoint", real)
+    assert main([*args, "--out", str(tmp_path / "b"), "--resume", "latest"]) == 0
+
+    losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
+    assert losses[0] == losses[1] and sorted(losses[0]) == [1, 2, 3, 4]
+    a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_synthetic_smoke_with_motion_modules(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--config", "train_tiny", "--out", str(out), *QUIET, "--set", "data.dataset_type=synthetic",
+                 "--set", "train.max_train_steps=2", "--set", "model.train_motion_modules=true"]) == 0
+    assert (out / "motion_modules" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (out / "checkpoints" / "checkpoint-2" / "motion_modules").is_dir()
+
+
+def test_wrong_embedding_kind_stops_training_with_a_clear_message(tmp_path, capsys):
+    shards = write_shards(tmp_path / "shards", num_video=2, num_static=0, kind="arcface", dim=512)
+    rc = main(["train", str(shards), "--config", "train_tiny", "--out", str(tmp_path / "run"), *QUIET])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'arcface' identity embedding (512-d)" in err and "expects 'dlib' (128-d)" in err
+
+
+def test_bad_config_is_refused_before_loading(tmp_path, capsys):
+    rc = main(["train", "--config", "train_tiny", "--out", str(tmp_path), "--set", "model.id_embedding_dim=512"])
+    assert rc == 2 and "does not match model.id_embedding_kind='dlib'" in capsys.readouterr().err
+
+
+def test_model_info_tiny(capsys):
+    assert main(["model-info", "--config", "train_tiny", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["adapter: id projector"]["trainable"] > 0 and info["vae"]["trainable"] == 0
+    assert info["unet (SD 2D layers)"]["frozen"] > 0 and info["unet (SD 2D layers)"]["gflops_whole_unet"] > 0
+    assert info["vae"]["gflops_decode"] > info["vae"]["gflops_encode"] > 0
