@@ -89,7 +89,7 @@ def _load_base(cfg: ModelConfig):
     motion_adapter = MotionAdapter.from_pretrained(cfg.motion_adapter, use_safetensors=True)
     unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
     image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-        cfg.image_encoder, subfolder=cfg.image_encoder_subfolder or None, use_safetensors=True
+        cfg.image_encoder, subfolder=cfg.image_encoder_subfolder or "", use_safetensors=True
     )
     return unet, vae, text_encoder, tokenizer, image_encoder, _ddim(scheduler_config)
 
