@@ -21,6 +21,10 @@ from human_motion.types import ClipSpec
 REGISTRY: dict[str, str] = {
     "folder": "human_motion.sources.folder:FolderSource",
     "demo": "human_motion.sources.demo:DemoSource",
+    "celebv-hq": "human_motion.sources.celebv_hq:CelebVHQSource",
+    "celebv-text": "human_motion.sources.celebv_text:CelebVTextSource",
+    "vfhq": "human_motion.sources.vfhq:VFHQSource",
+    "aahq": "human_motion.sources.aahq:AAHQSource",
 }
 
 # Sources that need no root (they make their own media).

@@ -1,0 +1,209 @@
+"""``vfhq``: VFHQ (Xie et al., CVPRW 2022) from its per-clip meta files and its clips.
+
+Meta: one text file per clip, ``Clip+{ytid}+P{pid}+C{clip}+F{start}-{end}.txt`` (anywhere under the root, or under
+``options.meta_dir``)::
+
+    Video ID: {ytid}
+    H: 1080
+    W: 1920
+    FPS: 25.0
+    FRAME INDEX X0 Y0 X1 Y1 [Landmarks (5 Points)]
+    000125 812 211 1031 495 870 330 975 328 925 390 880 440 968 438
+    ...
+    CROP_BBOX: 640 80 1216 656
+
+Frame rows are ``index x0 y0 x1 y1`` plus 10 landmark numbers (rows with only the box are accepted). As the
+official processing script does, the clip's frames are ``start+1 .. end-1`` of the file name (``F{start}-{end}``),
+i.e. ``span_frames = (start+1, end)``; ``options.trim_ends: false`` takes ``start .. end-1`` instead.
+
+Media, looked up by name under the root (or ``options.media_dir``), in this order:
+
+- a folder of frames named like the meta file (``Clip+...+F{start}-{end}/00000000.png``, what the official
+  processing writes): encoded once into ``{out}/_vfhq_media/`` as an MP4 at the meta FPS (decode reads videos);
+- a video named like the meta file (``Clip+...+F{start}-{end}.mp4``), already cut and cropped;
+- the raw YouTube video ``{ytid}.mp4``: the span comes from the name, the face hint from the frame rows.
+
+For cut clips the face hint is the first frame's box relative to ``CROP_BBOX``; for raw videos it is that box in
+the ``W`` x ``H`` frame. A meta file that does not parse, names that do not match, a crop or face box outside the
+frame: each becomes a rejection of that clip.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from human_motion.config import ConfigError
+from human_motion.pipelines.config import SourceConfig
+from human_motion.schema import safe_name
+from human_motion.sources._common import MediaIndex, RowError, check_id, norm_box, number, option_path, rejected
+from human_motion.types import ClipSpec
+
+CLIP_NAME = re.compile(r"^Clip\+(?P<ytid>[^+/\\]+)\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
+MAX_META_BYTES = 8 * 2**20
+MAX_SIDE_PX = 16384
+
+
+def parse_meta(text: str) -> dict:
+    """The fields of one meta file; RowError("bad_metadata") when it does not follow the format."""
+    header: dict[str, str] = {}
+    frames: dict[int, list[float]] = {}
+    crop = None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.upper().startswith("CROP_BBOX"):
+            values = line.split(":", 1)[1].split() if ":" in line else line.split()[1:]
+            if len(values) != 4:
+                raise RowError("bad_metadata", f"line {n}: CROP_BBOX needs 4 numbers")
+            crop = [number(v, "CROP_BBOX") for v in values]
+        elif line[0].isdigit():
+            values = line.split()
+            if len(values) not in (5, 15):
+                raise RowError("bad_metadata", f"line {n}: a frame row has index, 4 box and 10 landmark numbers")
+            nums = [number(v, f"line {n}") for v in values]
+            frames[int(nums[0])] = nums[1:]
+        elif ":" in line:
+            key, value = line.split(":", 1)
+            header[key.strip().lower()] = value.strip()
+        elif line.upper().startswith("FRAME INDEX"):
+            continue
+        else:
+            raise RowError("bad_metadata", f"line {n}: unexpected {line[:40]!r}")
+    for key in ("video id", "h", "w", "fps"):
+        if key not in header:
+            raise RowError("bad_metadata", f"header line {key.title()!r} is missing")
+    if crop is None:
+        raise RowError("bad_metadata", "the CROP_BBOX line is missing")
+    h, w, fps = number(header["h"], "H"), number(header["w"], "W"), number(header["fps"], "FPS")
+    if not (0 < h <= MAX_SIDE_PX and 0 < w <= MAX_SIDE_PX) or not 0 < fps <= 1000:
+        raise RowError("bad_metadata", f"H {h}, W {w}, FPS {fps} out of range")
+    return {"video_id": header["video id"], "h": h, "w": w, "fps": fps, "frames": frames, "crop": crop}
+
+
+def frames_to_mp4(folder: pathlib.Path, target: pathlib.Path, fps: float) -> None:
+    """Encode a folder of frames (sorted by name) into an H.264 MP4, one frame at a time."""
+    import av
+    import cv2
+
+    names = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+    if not names:
+        raise RowError("missing_file", f"no frames in {folder.name}")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            stream = None
+            for p in names:
+                img = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    raise RowError("bad_frame", f"{folder.name}/{p.name} is not an image")
+                if stream is None:
+                    h, w = img.shape[:2]
+                    stream = out.add_stream("libx264", rate=round(fps * 1000) / 1000 if fps % 1 else int(fps))
+                    stream.width, stream.height = w - w % 2, h - h % 2
+                    stream.pix_fmt = "yuv420p"
+                    stream.options = {"crf": "18"}
+                rgb = cv2.cvtColor(img[: stream.height, : stream.width], cv2.COLOR_BGR2RGB)
+                if rgb.shape[:2] != (stream.height, stream.width):
+                    raise RowError("bad_frame", f"{folder.name}/{p.name} has another size than the first frame")
+                for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class VFHQSource:
+    """Options: ``meta_dir`` (default: the root), ``media_dir`` (default: the root), ``trim_ends`` (default true),
+    ``frames`` (``convert`` frame folders to MP4, default, or ``skip`` them)."""
+
+    def __init__(self, name: str, cfg: SourceConfig, work_dir: pathlib.Path):
+        self.name = name
+        self.root = pathlib.Path(cfg.root or ".").expanduser()
+        opts = cfg.options
+        self.meta_dir = option_path(self.root, opts["meta_dir"], f"sources.{name}.options.meta_dir") \
+            if "meta_dir" in opts else self.root
+        self.media_dir = option_path(self.root, opts["media_dir"], f"sources.{name}.options.media_dir") \
+            if "media_dir" in opts else self.root
+        self.trim = bool(opts.get("trim_ends", True))
+        self.frames_mode = opts.get("frames", "convert")
+        if self.frames_mode not in ("convert", "skip"):
+            raise ConfigError(f"sources.{name}.options.frames must be convert or skip")
+        self.cache = pathlib.Path(work_dir) / "_vfhq_media"
+
+    def meta_files(self) -> list[pathlib.Path]:
+        if not self.meta_dir.is_dir():
+            raise ConfigError(f"source {self.name!r}: meta folder {str(self.meta_dir)!r} does not exist")
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.meta_dir, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            out += [pathlib.Path(dirpath) / f for f in sorted(filenames) if f.startswith("Clip+") and f.endswith(".txt")]
+        if not out:
+            raise ConfigError(f"source {self.name!r}: no Clip+*.txt meta files under {str(self.meta_dir)!r}")
+        return out
+
+    def specs(self) -> Iterator[ClipSpec]:
+        metas = self.meta_files()
+        media = MediaIndex([self.media_dir], frame_dirs=False)
+        folders = MediaIndex([self.media_dir], frame_dirs=True).frame_dirs if self.frames_mode == "convert" else {}
+        for path in metas:
+            clip_name = path.stem
+            try:
+                yield self.spec(path, clip_name, media, folders)
+            except RowError as e:
+                yield rejected(self.name, clip_name, e.reason, e.detail)
+
+    def spec(self, path: pathlib.Path, clip_name: str, media: MediaIndex, folders: dict) -> ClipSpec:
+        check_id(clip_name)
+        m = CLIP_NAME.match(clip_name)
+        if not m:
+            raise RowError("bad_id", f"{clip_name[:80]!r} is not Clip+{{ytid}}+P{{pid}}+C{{clip}}+F{{start}}-{{end}}")
+        start, end = int(m["start"]), int(m["end"])
+        first, stop = (start + 1, end) if self.trim else (start, end)
+        if stop <= first:
+            raise RowError("bad_span", f"frames F{start}-{end} hold no frame")
+        if path.stat().st_size > MAX_META_BYTES:
+            raise RowError("bad_metadata", "meta file larger than 8 MiB")
+        meta = parse_meta(path.read_text(encoding="utf-8", errors="replace"))
+        if meta["video_id"] != m["ytid"]:
+            raise RowError("bad_metadata", f"Video ID {meta['video_id'][:40]!r} differs from the name's {m['ytid']!r}")
+        w, h = meta["w"], meta["h"]
+        cx0, cy0, cx1, cy1 = meta["crop"]
+        norm_box(cx0, cy0, cx1, cy1, w, h)  # the crop box must lie in the frame
+        in_span = [i for i in sorted(meta["frames"]) if first <= i < stop] or sorted(meta["frames"])
+        face = meta["frames"][in_span[0]][:4] if in_span else None
+        labels = {"ytid": m["ytid"], "pid": int(m["pid"]), "clip": int(m["clip"]), "frames": [first, stop],
+                  "source_size": [int(w), int(h)], "crop_bbox": [cx0, cy0, cx1, cy1]}
+        if clip_name in folders:
+            target = self.cache / f"{safe_name(clip_name, 120)}.mp4"
+            if not target.exists():
+                frames_to_mp4(folders[clip_name], target, meta["fps"])
+            return self._cut(clip_name, target, face, meta, dict(labels, layout="frames"))
+        if clip_name in media.videos:
+            return self._cut(clip_name, media.videos[clip_name], face, meta, dict(labels, layout="clips"))
+        ytid = check_id(m["ytid"])
+        if ytid in media.videos:
+            bbox = norm_box(*face, w, h) if face else None
+            return ClipSpec(self.name, clip_name, str(media.videos[ytid]), span_frames=(first, stop), bbox=bbox,
+                            labels=dict(labels, layout="raw"))
+        raise RowError("missing_file", f"no {clip_name}/ frames, {clip_name}.mp4 or {ytid}.mp4 under {self.media_dir}")
+
+    def _cut(self, clip_name: str, path: pathlib.Path, face, meta: dict, labels: dict) -> ClipSpec:
+        """A clip already cut and cropped to CROP_BBOX: the face box relative to the crop is the hint."""
+        cx0, cy0, cx1, cy1 = meta["crop"]
+        bbox = None
+        if face:
+            norm_box(*face, meta["w"], meta["h"])  # the face box must lie in the source frame
+            fx0, fy0, fx1, fy1 = face
+            bbox = norm_box(max(fx0, cx0) - cx0, max(fy0, cy0) - cy0, min(fx1, cx1) - cx0, min(fy1, cy1) - cy0,
+                            cx1 - cx0, cy1 - cy0)
+        return ClipSpec(self.name, clip_name, str(path), bbox=bbox, labels=labels)
