@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import torch
 from safetensors.torch import load_file
 
 import human_motion.model.train as train_module
@@ -90,3 +90,13 @@ def test_model_info_tiny(capsys):
     assert info["adapter: id projector"]["trainable"] > 0 and info["vae"]["trainable"] == 0
     assert info["unet (SD 2D layers)"]["frozen"] > 0 and info["unet (SD 2D layers)"]["gflops_whole_unet"] > 0
     assert info["vae"]["gflops_decode"] > info["vae"]["gflops_encode"] > 0
+
+
+def test_bf16_and_gradient_checkpointing_smoke(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--config", "train_tiny", "--out", str(out), *QUIET, "--set", "data.dataset_type=synthetic",
+                 "--set", "train.max_train_steps=2", "--set", "train.mixed_precision=bf16",
+                 "--set", "train.gradient_checkpointing=true"]) == 0
+    log = [r for r in read_log(out) if "loss" in r]
+    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] == r["loss"] for r in log)  # finite, not NaN
+    assert MotionCharacterAdapter.from_pretrained(out / "adapter").dtype == torch.float32  # trainable kept in fp32
