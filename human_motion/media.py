@@ -71,7 +71,7 @@ def open_video(path: str) -> av.container.InputContainer:
     _check_file(path)
     try:
         return av.open(path, mode="r", metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.ValueError) as e:
+    except av.error.InvalidDataError as e:
         raise MediaError("not_a_video", str(e)) from None
     except av.error.FFmpegError as e:
         raise MediaError("decode_failed", str(e)) from None

@@ -9,7 +9,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from human_motion import __version__
-from human_motion.config import ConfigError, load_config, merge, resolve_config_path, to_dict
+from human_motion.config import ConfigError, load_config, merge, read_config_file, resolve_config_path, to_dict
 from human_motion.pipelines.config import BuildConfig, stage_resources
 from human_motion.pipelines.sink import STATS_SUFFIX, ShardSink, done_shards, finalize, write_atomic
 from human_motion.sources import collect_specs, parse_sources_arg
@@ -35,9 +34,6 @@ log = logging.getLogger("human_motion")
 
 INPUTS = "_inputs.parquet"
 FINGERPRINT = "_build.json"
-# Settings that change how a build runs but not what it writes: a resumed build may change them.
-RUNTIME_KEYS = {"ray", "decode.batch_size", "decode.concurrency", "decode.num_cpus", "decode.num_gpus",
-                "sink.mode"}
 
 
 def _stage_classes() -> dict[str, type]:
@@ -46,8 +42,10 @@ def _stage_classes() -> dict[str, type]:
     from human_motion.pipelines.encode import Encode
     from human_motion.pipelines.faces import Faces
     from human_motion.pipelines.flow import FlowIntensity
+    from human_motion.pipelines.quality import Quality
 
-    return {"decode": Decode, "faces": Faces, "flow": FlowIntensity, "caption": Caption, "encode": Encode}
+    return {"decode": Decode, "quality": Quality, "faces": Faces, "flow": FlowIntensity, "caption": Caption,
+            "encode": Encode}
 
 
 def fingerprint(cfg: BuildConfig) -> dict:
@@ -55,7 +53,7 @@ def fingerprint(cfg: BuildConfig) -> dict:
     data = to_dict(cfg)
     data.pop("ray", None)
     data["sink"].pop("mode", None)
-    for section in ("decode", "faces", "flow", "caption", "encode"):
+    for section in ("decode", "quality", "faces", "flow", "caption", "encode"):
         for k in ("batch_size", "concurrency", "num_cpus", "num_gpus"):
             data.get(section, {}).pop(k, None)
     data.get("flow", {}).pop("device", None)
@@ -70,6 +68,7 @@ def initial_record(spec: ClipSpec) -> dict:
 def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
     """Create (first run) or reuse (later runs) the input manifest; refuse a folder built with another config."""
     fp_path, inputs_path = f"{root}/{FINGERPRINT}", f"{root}/{INPUTS}"
+    fs.makedirs(root, exist_ok=True)
     wanted = fingerprint(cfg)
     if fs.exists(fp_path) and fs.exists(inputs_path):
         have = json.loads(fs.cat(fp_path))
@@ -129,7 +128,9 @@ def _init_ray(cfg: BuildConfig):
             # Workers must import human_motion from this checkout even when it is not installed.
             src = str(pathlib.Path(__file__).resolve().parents[2])
             env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-                                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}}
+                                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+                                # mediapipe's C++ logging: warnings about its graphs on every actor start.
+                                "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2")}}
             ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=env,
                      object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
     ctx = ray.data.DataContext.get_current()
@@ -232,30 +233,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_build_config(args: argparse.Namespace) -> BuildConfig:
-    base: dict = {}
+    """Config file (or packaged name), then ``--sources`` (which sources run; roots and options still come from
+    the file), then ``--set``. With no sources anywhere, the embedded ``demo`` corpus."""
     path = resolve_config_path(args.config)
+    data = read_config_file(path) if path is not None else {}
     if args.sources:
-        base = {"sources": parse_sources_arg(args.sources)}
-    cfg_data_sources = None
-    if path is not None:
-        from human_motion.config import read_config_file
-
-        file_sources = read_config_file(path).get("sources") or {}
-        if args.sources:
-            # --sources picks which sources run; the file supplies their roots and options.
-            cfg_data_sources = {n: merge(file_sources.get(n, {}), v) for n, v in base["sources"].items()}
+        in_file = data.get("sources") or {}
+        data["sources"] = {n: merge(in_file.get(n) or {}, v) for n, v in parse_sources_arg(args.sources).items()}
+    elif not data.get("sources"):
+        data["sources"] = {"demo": {}}
     overrides = list(args.set)
     if args.overwrite:
         overrides.append("sink.mode=overwrite")
     if args.ray_address:
         overrides.append(f"ray.address={args.ray_address}")
-    cfg = load_config(BuildConfig, path, overrides, base=base)
-    if cfg_data_sources is not None:
-        cfg = load_config(BuildConfig, None, overrides, base=merge(to_dict(cfg), {"sources": {}}) | {
-            "sources": cfg_data_sources})
-    if not cfg.sources:
-        cfg = load_config(BuildConfig, path, overrides, base={"sources": {"demo": {}}})
-    return cfg
+    return load_config(BuildConfig, None, overrides, base=data)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,16 +18,18 @@ from human_motion.pipelines.config import BuildConfig
 from human_motion.pipelines.stage import Stage
 from human_motion.types import Row
 
-# Thresholds on the features of face_models.mesh_features, set on the dev clips (see the README's table).
-TALK_MIN_CROSSINGS = 3  # mouth opening crosses its midline at least this often
-TALK_MIN_RANGE = 0.025  # and varies at least this much (fraction of face height)
-MOUTH_OPEN = 0.08  # inner-lip gap / face height counted as an open mouth
-SMILE_WIDTH = 1.05  # mouth width / inter-ocular distance of a smile
-SMILE_RISE = 0.08  # or a rise of the width over the window
-BLINK_RATIO = 0.55  # eyelid gap below this x its median
-YAW_RANGE = 0.12
-PITCH_RANGE = 0.18
-ROLL_RANGE_DEG = 8.0
+# Thresholds on the features of face_models.mesh_features, set by watching the clips of ../shared/data/dev (the
+# README's table lists what each clip shows and what these rules say).
+TALK_MIN_CROSSINGS = 3  # mouth opening crosses its midline at least this often in 16 frames
+TALK_MIN_RANGE = 0.05  # and its range is at least this (fraction of face height)
+MOUTH_OPEN = 0.10  # inner-lip gap / face height counted as an open mouth
+SMILE_LIFT_MAX = 0.036  # mouth corners lifted above the lips' midpoint (fraction of face height) at the peak
+SMILE_LIFT_MEDIAN = 0.015  # ... and a face that is lifted over the window, not one grimace
+BLINK_RATIO = 0.7  # both eyelids at or below this x their median in some frame
+WINK_CLOSED, WINK_OPEN = 0.6, 0.85  # one eye below, the other above, in the same frame
+YAW_RANGE = 0.15  # nose offset between the cheeks / cheek width
+PITCH_RANGE = 0.2  # nose height between eyes and mouth
+ROLL_RANGE_DEG = 10.0
 
 
 def _crossings(x: np.ndarray) -> int:
@@ -37,46 +39,57 @@ def _crossings(x: np.ndarray) -> int:
     return int((signs[1:] != signs[:-1]).sum())
 
 
+def _head_phrase(values: np.ndarray, threshold: float, more: str, less: str, repeated: str, plain: str):
+    """A head-motion phrase for one angle: a turn one way, a repeated back-and-forth, or a plain movement."""
+    rng = float(np.ptp(values))
+    if rng <= threshold:
+        return None
+    delta = float(values[-1] - values[0])
+    if abs(delta) >= 0.5 * rng:
+        return rng / threshold, more if delta > 0 else less
+    return rng / threshold, repeated if _crossings(values) >= 3 else plain
+
+
 def landmark_actions(features: list[dict | None]) -> tuple[list[str], dict[str, float]]:
-    """Action phrases (most salient first) and the summary numbers they came from."""
+    """Action phrases, most salient first (salience = how far past its threshold), and the numbers behind them."""
     rows = [f for f in features if f]
     if not rows:
         return [], {}
-    f = {k: np.array([r[k] for r in rows], np.float64) for k in rows[0]}
-    summary = {
+    f = {k: np.array([r.get(k, np.nan) for r in rows], np.float64) for k in rows[0]}
+    eye_r = f["eye_open_r"] / (np.median(f["eye_open_r"]) + 1e-6)
+    eye_l = f["eye_open_l"] / (np.median(f["eye_open_l"]) + 1e-6)
+    s = {
         "mouth_open_max": float(f["mouth_open"].max()), "mouth_open_range": float(np.ptp(f["mouth_open"])),
         "mouth_crossings": float(_crossings(f["mouth_open"])) if len(rows) > 2 else 0.0,
-        "mouth_width_median": float(np.median(f["mouth_width"])),
-        "mouth_width_rise": float(f["mouth_width"].max() - f["mouth_width"][: max(1, len(rows) // 4)].mean()),
-        "eye_open_min_ratio": float(f["eye_open"].min() / (np.median(f["eye_open"]) + 1e-6)),
-        "yaw_range": float(np.ptp(f["yaw"])), "yaw_delta": float(f["yaw"][-1] - f["yaw"][0]),
-        "pitch_range": float(np.ptp(f["pitch"])), "pitch_delta": float(f["pitch"][-1] - f["pitch"][0]),
+        "corner_lift_max": float(f["corner_lift"].max()), "corner_lift_median": float(np.median(f["corner_lift"])),
+        "eyes_min_ratio": float(((eye_r + eye_l) / 2).min()),
+        "wink_frames": float(((np.minimum(eye_r, eye_l) < WINK_CLOSED) & (np.maximum(eye_r, eye_l) > WINK_OPEN)).sum()),
+        "yaw_range": float(np.ptp(f["yaw"])), "pitch_range": float(np.ptp(f["pitch"])),
         "roll_range": float(np.ptp(f["roll"])),
     }
-    s = summary
-    head: list[tuple[float, str]] = []
-    if s["yaw_range"] > YAW_RANGE:
-        back_again = abs(s["yaw_delta"]) < 0.5 * s["yaw_range"]
-        phrase = "shaking head" if back_again else (
-            "turning head to the left" if s["yaw_delta"] > 0 else "turning head to the right")
-        head.append((s["yaw_range"] / YAW_RANGE, phrase))
-    if s["pitch_range"] > PITCH_RANGE:
-        back_again = abs(s["pitch_delta"]) < 0.5 * s["pitch_range"]
-        phrase = "nodding" if back_again else ("looking down" if s["pitch_delta"] > 0 else "looking up")
-        head.append((s["pitch_range"] / PITCH_RANGE, phrase))
-    if s["roll_range"] > ROLL_RANGE_DEG:
-        head.append((s["roll_range"] / ROLL_RANGE_DEG, "tilting head"))
-    face: list[tuple[float, str]] = []
-    if len(rows) > 2 and s["mouth_crossings"] >= TALK_MIN_CROSSINGS and s["mouth_open_range"] > TALK_MIN_RANGE:
-        face.append((s["mouth_open_range"] / TALK_MIN_RANGE, "talking"))
+    found: list[tuple[float, str]] = []
+    moving = len(rows) > 2
+    if moving:
+        for item in (
+            # Yaw grows when the nose moves to the image's right: the person turns to their own left.
+            _head_phrase(f["yaw"], YAW_RANGE, "turning head to the left", "turning head to the right",
+                         "shaking head", "turning head"),
+            _head_phrase(f["pitch"], PITCH_RANGE, "looking down", "looking up", "nodding", "nodding"),
+            _head_phrase(f["roll"], ROLL_RANGE_DEG, "tilting head", "tilting head", "tilting head", "tilting head"),
+        ):
+            if item:
+                found.append(item)
+    if moving and s["mouth_crossings"] >= TALK_MIN_CROSSINGS and s["mouth_open_range"] > TALK_MIN_RANGE:
+        found.append((s["mouth_open_range"] / TALK_MIN_RANGE, "talking"))
     elif s["mouth_open_max"] > MOUTH_OPEN:
-        face.append((s["mouth_open_max"] / MOUTH_OPEN, "opening mouth"))
-    if s["mouth_width_median"] > SMILE_WIDTH or s["mouth_width_rise"] > SMILE_RISE:
-        face.append((max(s["mouth_width_median"] / SMILE_WIDTH, s["mouth_width_rise"] / SMILE_RISE), "smiling"))
-    if len(rows) > 2 and s["eye_open_min_ratio"] < BLINK_RATIO:
-        face.append((BLINK_RATIO / max(s["eye_open_min_ratio"], 1e-3), "blinking"))
-    ranked = [p for _, p in sorted(head, reverse=True)] + [p for _, p in sorted(face, reverse=True)]
-    return ranked, summary
+        found.append((s["mouth_open_max"] / MOUTH_OPEN, "opening mouth"))
+    if s["corner_lift_max"] >= SMILE_LIFT_MAX and s["corner_lift_median"] >= SMILE_LIFT_MEDIAN:
+        found.append((s["corner_lift_max"] / SMILE_LIFT_MAX, "smiling"))
+    if moving and s["wink_frames"] > 0:
+        found.append((1.5, "winking"))
+    elif moving and s["eyes_min_ratio"] <= BLINK_RATIO:
+        found.append((BLINK_RATIO / max(s["eyes_min_ratio"], 1e-3), "blinking"))
+    return [p for _, p in sorted(found, key=lambda x: -x[0])], s
 
 
 def describe(action: str, labels: dict, static: bool) -> str:

@@ -88,6 +88,8 @@ class FlowConfig(StageResources):
         super().__post_init__()
         if self.work_px < 32 or self.work_px % 8:
             raise ConfigError("flow.work_px must be >= 32 and a multiple of 8")
+        if self.backend.startswith("raft") and self.work_px < 128:
+            raise ConfigError("RAFT needs flow.work_px >= 128 (its correlation pyramid downsamples by 8 x 2^3)")
 
 
 @dataclasses.dataclass
@@ -97,18 +99,37 @@ class CaptionConfig(StageResources):
 
 
 @dataclasses.dataclass
+class QualityConfig(StageResources):
+    """Text-overlay and image-quality scores on one sampled frame per window (pipelines/quality.py)."""
+
+    text_backend: Literal["mser", "easyocr", "none"] = "mser"
+    easyocr_langs: list[str] = dataclasses.field(default_factory=lambda: ["en"])
+    easyocr_model_dir: str | None = None  # EasyOCR weights folder (offline); None: EasyOCR's own cache/download
+    easyocr_min_conf: float = 0.3
+    iq_backend: Literal["sharpness", "clip_iqa", "none"] = "sharpness"
+    sharpness_ref: float = 100.0  # Laplacian variance that maps to image_quality 0.5
+    clip_model: str = "openai/clip-vit-base-patch32"  # CLIP-IQA: a hub id or a local folder
+    device: str = "auto"  # auto | cpu | cuda (easyocr, clip_iqa)
+    num_cpus: float = 0.25
+
+
+@dataclasses.dataclass
 class SelectConfig:
     """Thresholds, applied in one place (pipelines/select.py) to the scores the stages write."""
 
     min_source_side_px: int = 384  # the paper used 512; the dev clips include 410-480 px videos
-    min_face_side_px: int = 96  # median face box side in source pixels
-    min_face_score: float = 0.5  # median detector confidence of the main face
+    min_face_side_px: int = 64  # median face box side in source pixels
+    min_face_score: float = 0.7  # median detector confidence of the main face (real faces here: 0.88-0.97)
     max_missing_face_frac: float = 0.25  # frames of the window where the main face is not found
     max_multi_face_frac: float = 0.25  # frames showing a second face (large and confident enough)
     second_face_min_rel_side: float = 0.35  # a second face counts when its side >= this x the main face's
     second_face_min_score: float = 0.6
-    min_id_cos: float = 0.85  # cosine of frame embeddings to the reference (dlib embeddings; ArcFace: ~0.4)
+    # Cosine of frame embeddings to the reference, per embedding kind: dlib's vectors are not centred (two
+    # different people score ~0.88; dlib's own 0.6 distance rule is ~0.915), ArcFace's are (same person > ~0.4).
+    min_id_cos: dict[str, float] = dataclasses.field(default_factory=lambda: {"dlib": 0.92, "arcface": 0.4})
     min_mean_luma: float = 0.0  # reject nearly black windows when > 0
+    max_text_frac: float = 1.0  # text overlays: fraction of the crop covered by text lines (1.0: off)
+    min_image_quality: float = 0.0  # image quality score 0..1 of a sampled frame (0.0: off)
 
 
 @dataclasses.dataclass
@@ -134,14 +155,15 @@ class BuildConfig:
     faces: FacesConfig = dataclasses.field(default_factory=FacesConfig)
     flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
     caption: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
+    quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     encode: StageResources = dataclasses.field(default_factory=StageResources)
     select: SelectConfig = dataclasses.field(default_factory=SelectConfig)
     sink: SinkConfig = dataclasses.field(default_factory=SinkConfig)
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-    stages: list[str] = dataclasses.field(default_factory=lambda: ["decode", "faces", "flow", "caption", "encode"])
+    stages: list[str] = dataclasses.field(default_factory=lambda: ["decode", "quality", "faces", "flow", "caption", "encode"])
 
     def __post_init__(self) -> None:
-        known = ("decode", "faces", "flow", "caption", "encode")
+        known = ("decode", "quality", "faces", "flow", "caption", "encode")
         bad = [s for s in self.stages if s not in known]
         if bad:
             raise ConfigError(f"unknown stage {bad[0]!r}; stages are {', '.join(known)}")

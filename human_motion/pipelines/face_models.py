@@ -34,6 +34,7 @@ MESH = {
     "eye_r_top": 159, "eye_r_bottom": 145, "eye_l_top": 386, "eye_l_bottom": 374,
     "nose_tip": 1, "mouth_r": 61, "mouth_l": 291, "lip_top": 13, "lip_bottom": 14,
     "forehead": 10, "chin": 152, "cheek_r": 234, "cheek_l": 454,
+    "brow_r_inner": 55, "brow_l_inner": 285, "brow_r_mid": 105, "brow_l_mid": 334,
 }
 
 
@@ -149,7 +150,7 @@ def mesh_features(mesh: np.ndarray) -> dict[str, float]:
     """Scale-free expression and pose features of one frame (the landmark captioner reads them over time).
 
     mouth_open: inner-lip gap / face height; mouth_width: mouth corners / inter-ocular distance;
-    eye_open: eyelid gap / eye width (both eyes); yaw: nose offset from the eye midline / inter-ocular (+ = the
+    eye_open(_r/_l): eyelid gap / eye width (mean, each eye); corner_lift, brow_raise, brow_gap: see below; yaw: nose offset from the eye midline / inter-ocular (+ = the
     nose points to image-right); pitch: nose height between eyes and mouth (larger = looking down);
     roll: eye-line angle in degrees.
     """
@@ -160,17 +161,26 @@ def mesh_features(mesh: np.ndarray) -> dict[str, float]:
     face_h = float(np.linalg.norm(p["chin"] - p["forehead"])) + 1e-6
     mid_eye = (eye_l + eye_r) / 2
     mid_mouth = (p["mouth_r"] + p["mouth_l"]) / 2
-    eye_open = (
-        np.linalg.norm(p["eye_r_top"] - p["eye_r_bottom"]) / (np.linalg.norm(p["eye_r_outer"] - p["eye_r_inner"]) + 1e-6)
-        + np.linalg.norm(p["eye_l_top"] - p["eye_l_bottom"]) / (np.linalg.norm(p["eye_l_outer"] - p["eye_l_inner"]) + 1e-6)
-    ) / 2
+    eye_open_r = float(np.linalg.norm(p["eye_r_top"] - p["eye_r_bottom"])
+                       / (np.linalg.norm(p["eye_r_outer"] - p["eye_r_inner"]) + 1e-6))
+    eye_open_l = float(np.linalg.norm(p["eye_l_top"] - p["eye_l_bottom"])
+                       / (np.linalg.norm(p["eye_l_outer"] - p["eye_l_inner"]) + 1e-6))
+    lip_mid_y = (p["lip_top"][1] + p["lip_bottom"][1]) / 2
+    brow_mid_y = (p["brow_r_mid"][1] + p["brow_l_mid"][1]) / 2
     cheek_mid = (p["cheek_r"] + p["cheek_l"]) / 2
     cheek_w = float(np.linalg.norm(p["cheek_l"] - p["cheek_r"])) + 1e-6
     eye_vec = eye_l - eye_r
     return {
         "mouth_open": float(np.linalg.norm(p["lip_bottom"] - p["lip_top"]) / face_h),
         "mouth_width": float(np.linalg.norm(p["mouth_l"] - p["mouth_r"]) / iod),
-        "eye_open": float(eye_open),
+        "eye_open": (eye_open_r + eye_open_l) / 2,
+        "eye_open_r": eye_open_r,
+        "eye_open_l": eye_open_l,
+        # Mouth corners above the lips' midpoint: a smile lifts them, a grimace widens without lifting.
+        "corner_lift": float((lip_mid_y - mid_mouth[1]) / face_h),
+        # Brows above the eye line (raised brows: larger) and the inner brows' gap (a frown: smaller).
+        "brow_raise": float((mid_eye[1] - brow_mid_y) / iod),
+        "brow_gap": float(np.linalg.norm(p["brow_l_inner"] - p["brow_r_inner"]) / iod),
         "yaw": float((p["nose_tip"][0] - cheek_mid[0]) / cheek_w),
         "pitch": float((p["nose_tip"][1] - mid_eye[1]) / (mid_mouth[1] - mid_eye[1] + 1e-6)),
         "roll": float(np.degrees(np.arctan2(eye_vec[1], eye_vec[0]))),

@@ -75,7 +75,7 @@ class Faces(Stage):
             backends["landmarker"] = f"{self.landmarker.name} {self.landmarker.version}"
         row.blobs["face.jpg"] = encode_jpg(aligned, self.cfg.sink.jpeg_quality)
         row.blobs["arcface.npy"] = npy_bytes(embedding.astype(np.float32))
-        failed = select(scores, self.cfg.select)
+        failed = select(scores, self.cfg.select, self.embedder.kind)
         if failed:
             raise StageError(*failed)
         return [row]

@@ -15,20 +15,26 @@ CHECKS = [
     ("face_side_px", "small_face", lambda v, c: v < c.min_face_side_px, "min_face_side_px"),
     ("face_score", "low_confidence", lambda v, c: v < c.min_face_score, "min_face_score"),
     ("face_missing_frac", "face_lost", lambda v, c: v > c.max_missing_face_frac, "max_missing_face_frac"),
-    ("id_min_cos", "identity_switch", lambda v, c: v < c.min_id_cos, "min_id_cos"),
+    ("id_min_cos", "identity_switch", lambda v, c, kind: v < c.min_id_cos.get(kind, 0.0), "min_id_cos"),
     ("mean_luma", "too_dark", lambda v, c: v < c.min_mean_luma, "min_mean_luma"),
+    ("text_frac", "text_overlay", lambda v, c: v > c.max_text_frac, "max_text_frac"),
+    ("image_quality", "low_quality", lambda v, c: v < c.min_image_quality, "min_image_quality"),
 ]
 
 
-def select(scores: dict[str, float], cfg: SelectConfig) -> tuple[str, str] | None:
-    """(reason, detail) of the first failed threshold, or None when every available score passes."""
+def select(scores: dict[str, float], cfg: SelectConfig, embedding_kind: str | None = None) -> tuple[str, str] | None:
+    """(reason, detail) of the first failed threshold, or None when every available score passes.
+    ``embedding_kind`` picks the identity threshold (cosines of different embedders are not comparable)."""
     for score, reason, fails, threshold in CHECKS:
         value = scores.get(score)
         if value is None:
             continue
-        if fails(value, cfg):
+        failed = fails(value, cfg, embedding_kind) if score == "id_min_cos" else fails(value, cfg)
+        if failed:
             detail = f"{score}={value:.4g}"
             if threshold:
-                detail += f" (select.{threshold}={getattr(cfg, threshold)})"
+                limit = getattr(cfg, threshold)
+                limit = limit.get(embedding_kind) if isinstance(limit, dict) else limit
+                detail += f" (select.{threshold}={limit})"
             return reason, detail
     return None

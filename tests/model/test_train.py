@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -37,6 +38,18 @@ def test_train_on_shards_lowers_fixed_batch_loss_and_writes_outputs(tmp_path):
     adapter = MotionCharacterAdapter.from_pretrained(out / "adapter")  # the new weights alone
     assert adapter.config.id_dim == 128 and len(adapter.config.layers) == 4
     assert json.loads((out / "config.json").read_text())["model"]["id_embedding_kind"] == "dlib"
+
+
+@pytest.mark.slow
+def test_train_on_hm_build_shards(demo_build, tmp_path):
+    """The real `hm build` output (demo source: 512x512 clips, dlib embeddings, static portraits) trains as is."""
+    out = tmp_path / "run"
+    assert main(["train", str(demo_build), "--config", "train_tiny", "--out", str(out), *QUIET,
+                 "--set", "train.max_train_steps=8", "--set", "train.checkpointing_steps=4",
+                 "--set", "train.dataloader_num_workers=2"]) == 0
+    val = [r["val_loss"] for r in read_log(out) if r.get("event") == "validation"]
+    assert len(val) == 3 and val[-1] < val[0], val
+    assert not [r for r in read_log(out) if r.get("bad_samples")]
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
