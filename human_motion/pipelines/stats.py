@@ -289,7 +289,7 @@ def format_report(stats: dict) -> str:
     out += ["Intensity histogram", _table(["bin", "n", "", *stats["by_source"]], hist_rows), ""]
     a = stats["actions"]
     out += [f"Action phrases ({a['distinct']} distinct, {a['empty']} empty; top {len(a['top'])})",
-            _table(["action", "n", "share"], [[p, c, f"{100 * c / max(stats['samples'], 1):.1f}%"]
+            _table(["action", "n", "%"], [[p, c, round(100 * c / max(stats["samples"], 1), 1)]
                                               for p, c in a["top"]]), ""]
     out += ["Descriptions, faces, identity", _table(SUMMARY_HEADERS, [
         _summary_row(k, stats[k]) for k in ("description_words", "description_chars", "face_area_frac", "face_score",

@@ -199,3 +199,48 @@ def test_npy_is_never_unpickled():
     np.savez(buf, a=np.zeros(3))
     with pytest.raises(ValueError):
         load_npy(buf.getvalue())
+
+
+def test_shards_load_with_webdataset_and_datasets(demo_build, tmp_path):
+    """The loading snippets of docs/stats.md: every sample comes back, static ones with their jpg."""
+    import glob
+
+    import webdataset as wds
+
+    from human_motion.media import decode_mp4_bytes
+
+    index = pd.read_parquet(demo_build / "index.parquet").set_index("key")
+    urls = sorted(glob.glob(f"{demo_build}/[0-9]*.tar"))
+
+    def decode_video(key, data):
+        return decode_mp4_bytes(data) if key.endswith(".mp4") else None
+
+    seen = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode(decode_video, "rgb8"):
+        frames = sample["mp4"] if "mp4" in sample else sample["jpg"][None]
+        meta = sample["json"]
+        assert frames.shape == (meta["num_frames"], meta["size_px"], meta["size_px"], 3)
+        assert sample["flow.npy"].dtype == np.uint8 and sample["arcface.npy"].dtype == np.float32
+        seen[sample["__key__"]] = meta["intensity"]
+    assert seen == pytest.approx(index["intensity"].to_dict())
+
+    datasets = pytest.importorskip("datasets")
+    from datasets import Features, Image, Sequence, Value, Video
+
+    features = Features({
+        "mp4": Video(decode=False), "jpg": Image(), "face.jpg": Image(),
+        "arcface.npy": Sequence(Value("float32")), "flow.npy": Sequence(Sequence(Sequence(Value("uint8")))),
+        "json": {"key": Value("string"), "static": Value("bool"), "action": Value("string"),
+                 "intensity": Value("float64")},
+        "__key__": Value("string"), "__url__": Value("string"),
+    })
+    ds = datasets.load_dataset("webdataset", data_files={"train": urls}, split="train", features=features,
+                               cache_dir=str(tmp_path / "hf"))
+    assert sorted(ds["__key__"]) == sorted(index.index)
+    for ex in ds:
+        if ex["json"]["static"]:
+            side = int(index.loc[ex["__key__"], "size_px"])
+            assert ex["mp4"] is None and ex["jpg"].size == (side, side)
+        else:
+            assert decode_mp4_bytes(ex["mp4"]["bytes"]).shape[0] == index.loc[ex["__key__"], "num_frames"]
+        assert ex["json"]["action"] == index.loc[ex["__key__"], "action"]
