@@ -130,3 +130,16 @@ def test_build_rejects_a_captioned_video_only_when_asked(tmp_path):
           str(tmp_path / "strict"))
     assert set(read_samples(tmp_path / "strict")) == {"clean.mp4"}
     assert read_rejects(tmp_path / "strict") == {"captioned.mp4": "text_overlay"}
+
+
+def test_paper_preset_and_example_config_load():
+    from human_motion.config import load_config, packaged_config, read_config_file
+    from human_motion.pipelines.config import BuildConfig
+
+    paper = load_config(BuildConfig, packaged_config("paper"), base={"sources": {"demo": {}}})
+    assert paper.select.min_source_side_px == 512 and paper.select.max_text_frac == 0.01
+    assert paper.select.min_image_quality > 0 and "quality" in paper.stages
+    example = read_config_file(packaged_config("paper").parent / "hm.toml")
+    cfg = load_config(BuildConfig, None, base=example)
+    assert set(cfg.sources) == {"celebv-hq", "celebv-text", "vfhq", "aahq"}
+    assert cfg.sources["vfhq"].limit == 2000 and cfg.sources["celebv-hq"].options["layout"] == "auto"
