@@ -45,3 +45,19 @@ def demo_build(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("demo_build")
     build(small_build_config(), str(out))
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where CUDA is available."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -58,8 +58,8 @@ class Encode(Stage):
         if row.record["static"]:
             row.blobs["jpg"] = encode_jpg(frames[0], self.cfg.sink.jpeg_quality)
         else:
-            row.blobs["mp4"] = encode_mp4(frames, self.cfg.decode.fps, self.cfg.sink.crf)
-        row.record.setdefault("backends", {})["encode"] = f"libx264 crf{self.cfg.sink.crf}"
+            row.blobs["mp4"] = encode_mp4(frames, self.cfg.decode.fps, self.cfg.sink.crf, self.cfg.sink.preset)
+        row.record.setdefault("backends", {})["encode"] = f"libx264 crf{self.cfg.sink.crf} {self.cfg.sink.preset}"
         row.blobs["json"] = dumps(sample_json(row.record)).encode("utf-8")
         row.frames = None
         return [row]

@@ -98,17 +98,31 @@ def make_flow(cfg: FlowConfig):
     return RaftFlow(cfg)
 
 
-def measure_intensity(frames: np.ndarray, flow, work_px: int, out_px: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Intensity of a window: (M, per-step f_fg (t-1,), uint8 foreground maps (t-1, out_px/8, out_px/8)).
-
-    Frames are resized to ``work_px``; magnitudes are scaled back to ``out_px`` pixels per step.
-    """
+def flow_magnitudes(frames: np.ndarray, flow, work_px: int, out_px: int) -> np.ndarray:
+    """|f_i| (t-1, work_px, work_px) in ``out_px`` pixels per step; frames are resized to ``work_px`` first."""
     h = frames.shape[1]
     small = frames if h == work_px else np.stack(
         [cv2.resize(f, (work_px, work_px), interpolation=cv2.INTER_AREA) for f in frames])
-    magnitudes = np.stack([flow_magnitude(f) for f in flow(small)]) * (out_px / work_px)
-    intensity, per_step, fg = compute_flow_intensity(magnitudes)
+    return np.stack([flow_magnitude(f) for f in flow(small)]) * (out_px / work_px)
+
+
+def measure_intensity(frames: np.ndarray, flow, work_px: int, out_px: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Intensity of a window: (M, per-step f_fg (t-1,), uint8 foreground maps (t-1, out_px/8, out_px/8))."""
+    intensity, per_step, fg = compute_flow_intensity(flow_magnitudes(frames, flow, work_px, out_px))
     return intensity, per_step, flow_maps_uint8(fg, out_px // 8)
+
+
+def face_region_motion(magnitudes: np.ndarray, boxes: np.ndarray, out_px: int) -> float:
+    """Mean |f| inside the face box of each step (pixels per step at out_px): the face's own motion, apart from
+    camera motion and moving hands that the paper's clip-level intensity also counts."""
+    scale = magnitudes.shape[-1] / out_px
+    values = []
+    for i, m in enumerate(magnitudes):
+        x0, y0, x1, y1 = (np.asarray(boxes[i], np.float64) * scale).round().astype(int)
+        region = m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)]
+        if region.size:
+            values.append(float(region.mean()))
+    return float(np.mean(values)) if values else 0.0
 
 
 class FlowIntensity(Stage):
@@ -128,7 +142,12 @@ class FlowIntensity(Stage):
             intensity, per_step = 0.0, np.zeros(d.num_frames - 1, np.float32)
             maps = np.zeros((d.num_frames - 1, maps_px, maps_px), np.uint8)
         else:
-            intensity, per_step, maps = measure_intensity(row.frames, self.flow, self.cfg.flow.work_px, d.size_px)
+            magnitudes = flow_magnitudes(row.frames, self.flow, self.cfg.flow.work_px, d.size_px)
+            intensity, per_step, fg = compute_flow_intensity(magnitudes)
+            maps = flow_maps_uint8(fg, maps_px)
+            boxes = row.record.get("faces", {}).get("boxes")
+            if boxes:
+                row.record["scores"]["face_flow_px"] = face_region_motion(magnitudes, np.asarray(boxes), d.size_px)
         row.record.update(
             intensity=float(intensity),
             intensity_per_step=[float(v) for v in per_step],

@@ -53,3 +53,13 @@ def test_raft_runs_through_the_real_code_path_with_local_weights(tmp_path):
     assert out.shape == (2, 128, 128, 2) and np.isfinite(out).all()
     intensity, per_step, maps = measure_intensity(frames, flow, 128, 512)
     assert np.isfinite(intensity) and per_step.shape == (2,) and maps.shape == (2, 64, 64)
+
+
+def test_face_region_motion_ignores_motion_outside_the_face():
+    from human_motion.pipelines.flow import face_region_motion
+
+    mags = np.zeros((2, 64, 64), np.float32)
+    mags[:, :, 40:] = 20.0  # something moving at the right edge
+    mags[:, 8:24, 8:24] = 3.0  # the face
+    boxes = np.array([[64, 64, 192, 192]] * 2, np.float32)  # at 512 scale
+    assert face_region_motion(mags, boxes, 512) == pytest.approx(3.0)
