@@ -216,7 +216,7 @@ def compute_timings(build: BuildTables) -> dict:
     if not per_stage:
         per_stage = {k: float(v) for k, v in build.manifest.get("summary", {}).get("stage_seconds", {}).items()}
         source = "manifest" if per_stage else "none"
-    n = max(len(build.index), 1)
+    n = len(build.index)
     total = sum(per_stage.values())
     runs = build.manifest.get("runs", [])
     run_seconds = sum(float(r.get("seconds", 0) or 0) for r in runs)
@@ -224,7 +224,8 @@ def compute_timings(build: BuildTables) -> dict:
         "from": source,
         "stage_seconds": {k: round(v, 4) for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])},
         "stage_seconds_total": round(total, 4),
-        "stage_seconds_per_sample": {k: round(v / n, 5) for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])},
+        "stage_seconds_per_sample": {k: round(v / n, 5) if n else None
+                                     for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])},
         "runs": len(runs),
         "run_seconds": round(run_seconds, 3),
         "samples_per_run_second": round(len(build.index) / run_seconds, 4) if run_seconds else None,
@@ -252,9 +253,15 @@ def consistency_notes(build: BuildTables) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------- text
 def _table(headers: list[str], rows: list[list], indent: str = "  ") -> str:
-    """Plain-text table: numbers right-aligned (floats to 3 significant digits), text left-aligned."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else (f"{c:.3g}" if isinstance(c, float) else str(c))
-                                            for c in r] for r in rows]
+    """Plain-text table: numbers right-aligned (floats to 3 significant digits below 1000), text left-aligned."""
+    def fmt(c) -> str:
+        if c is None:
+            return ""
+        if isinstance(c, float):
+            return f"{c:.0f}" if abs(c) >= 1000 else f"{c:.3g}"
+        return str(c)
+
+    cells = [[str(h) for h in headers]] + [[fmt(c) for c in r] for r in rows]
     numeric = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(headers))]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
@@ -348,7 +355,8 @@ def write_plots(build: BuildTables, stats: dict, out_dir: str) -> list[str]:
     ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
     sources = list(stats["by_source"])
     video = idx[~idx["static"].fillna(False).astype(bool)]
-    ax2.boxplot([video.loc[video["source"] == s, "intensity"].dropna().to_numpy() for s in sources], vert=False)
+    ax2.boxplot([video.loc[video["source"] == s, "intensity"].dropna().to_numpy() for s in sources], vert=False,
+                flierprops={"markersize": 2})
     ax2.set_yticks(range(1, len(sources) + 1), sources)
     ax2.set(xlabel="motion intensity", title="Intensity per source (video samples; static ones are 0)")
     save(fig, "intensity.png")

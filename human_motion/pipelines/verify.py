@@ -4,7 +4,8 @@ Every ``{id:06d}.tar`` must open and end with the end-of-archive marker; every m
 jpg with OpenCV, npy without pickles, json); each sample must hold exactly the members of ``schema.VIDEO_MEMBERS``
 or ``schema.STATIC_MEMBERS`` and a json valid against ``schema.SAMPLE_FIELDS``, with arrays and video of the
 shapes the json states; ``index.parquet`` must list every sample once and nothing else; no key may appear twice,
-within a shard or across shards; every shard needs its ``_stats.json``. Each problem is printed as one line naming
+within a shard or across shards; every shard needs its ``_stats.json`` (counting the tar's samples) and its two
+parquets. Each problem is printed as one line naming
 ``shard/key.member``; the exit status is 1 when there is any. Nothing is ever unpickled.
 """
 
@@ -176,7 +177,7 @@ def _check_member(ext: str, data: bytes, meta: dict | None, cfg: VerifyConfig) -
 
 
 def check_sample(key: str, members: dict[str, bytes], cfg: VerifyConfig) -> tuple[list[str], dict | None]:
-    """Problems of one sample as ``(member or "", message)`` lines, and its json (None when unusable)."""
+    """Problems of one sample as ``{key}.{member}: message`` lines, and its json (None when unusable)."""
     problems: list[str] = []
     meta = None
     if "json" not in members:
@@ -256,11 +257,16 @@ def verify_shard(root: str, name: str, cfg: VerifyConfig = VerifyConfig()) -> Sh
         report.problems.append(f"{name}.tar: truncated or corrupt at {current}: {e}")
     if key is not None and key not in report.samples:
         _flush(report, key, members, cfg)
-    _check_stats_json(fs, base, name, report)
+    _check_shard_files(fs, base, name, report)
     return report
 
 
-def _check_stats_json(fs, base: str, name: str, report: ShardReport) -> None:
+def _check_shard_files(fs, base: str, name: str, report: ShardReport) -> None:
+    """The sink's other per-shard files: the index and rejects parquets, and a _stats.json that counts the tar's
+    samples."""
+    for part in (f"{name}.parquet", f"{name}_rejects.parquet"):
+        if not fs.exists(f"{base}/{part}"):
+            report.problems.append(f"{name}.tar: has no {part}")
     path = f"{base}/{name}{STATS_SUFFIX}"
     if not fs.exists(path):
         return
