@@ -155,9 +155,13 @@ class VFHQSource:
         metas = self.meta_files()
         media = MediaIndex([self.media_dir], frame_dirs=False)
         folders = MediaIndex([self.media_dir], frame_dirs=True).frame_dirs if self.frames_mode == "convert" else {}
+        seen: set[str] = set()
         for path in metas:
             clip_name = path.stem
             try:
+                if clip_name in seen:  # the same clip's meta file in two folders: its samples would collide
+                    raise RowError("duplicate_id", f"another {path.name} was read first")
+                seen.add(clip_name)
                 yield self.spec(path, clip_name, media, folders)
             except RowError as e:
                 yield rejected(self.name, clip_name, e.reason, e.detail)

@@ -146,3 +146,13 @@ def test_emotion_forms():
     segs = [{"emotion": "happy", "start_sec": 0, "end_sec": 1}, {"emotion": "sad", "start_sec": 1, "end_sec": 4}]
     assert celebv_labels.dominant_emotion(segs, names) == ("sad", [
         {"emotion": "happy", "start_sec": 0.0, "end_sec": 1.0}, {"emotion": "sad", "start_sec": 1.0, "end_sec": 4.0}])
+
+
+@pytest.mark.parametrize("clip_id", ["x" * 201, "a\x00b", "/etc/passwd", "a/../../b", "..\\..\\x", "C:evil", "",
+                                     "line\nbreak"])
+def test_unsafe_ids_are_rejected_without_a_path(tmp_path, clip_id):
+    write_face_video(tmp_path / "raw" / "ytBBBBBBBBB.mp4", 64, 64, 1.0)
+    (tmp_path / "celebvhq_info.json").write_text(json.dumps({"clips": {clip_id: row("ytBBBBBBBBB", 0.0, 1.0)}}))
+    (spec,) = CelebVHQSource("celebv-hq", SourceConfig(root=str(tmp_path)), tmp_path).specs()
+    assert spec.reject_reason == "bad_id" and spec.path == ""
+    assert "\x00" not in spec.clip_id and len(spec.clip_id) <= 220

@@ -121,3 +121,13 @@ def test_parse_meta_header():
 def test_no_meta_files_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no Clip"):
         list(VFHQSource("vfhq", SourceConfig(root=str(tmp_path)), tmp_path).specs())
+
+
+def test_duplicate_meta_file_is_rejected(tmp_path):
+    names = write_corpus(tmp_path)
+    copy = tmp_path / "meta_copy"
+    copy.mkdir()
+    (copy / f"{names['raw']}.txt").write_text((tmp_path / "meta_info" / f"{names['raw']}.txt").read_text())
+    specs = list(VFHQSource("vfhq", SourceConfig(root=str(tmp_path), options={"frames": "skip"}), tmp_path).specs())
+    raw = [s for s in specs if s.clip_id == names["raw"]]
+    assert [s.reject_reason for s in raw] == [None, "duplicate_id"]
