@@ -98,6 +98,7 @@ def load_build(root: str) -> BuildTables:
             shard_stats.append(json.loads(fs.cat(p)))
         except ValueError:
             notes.append(f"{p.rsplit('/', 1)[-1]} is not valid JSON; its timings are left out")
+            shard_stats.append({})  # the shard still counts
     if not shard_stats and not manifest:
         notes.append("no manifest.json and no *_stats.json: is this a build folder?")
     return BuildTables(root, tables["index"], tables["rejects"], manifest, shard_stats, notes)
@@ -134,10 +135,12 @@ def intensity_bins(cfg: StatsConfig) -> list[str]:
 
 
 def intensity_bin_ids(intensity: pd.Series, cfg: StatsConfig) -> np.ndarray:
-    """Bin of each value: floor(v / width), values at or above intensity_max (and below 0) in the end bins."""
+    """Bin of each value: floor(v / width), values at or above intensity_max (and below 0) in the end bins, -1 for a
+    missing value."""
     n = int(math.ceil(cfg.intensity_max / cfg.intensity_bin_width))
-    v = pd.to_numeric(intensity, errors="coerce").fillna(0.0).to_numpy(dtype=float)
-    return np.clip(np.floor(v / cfg.intensity_bin_width), 0, n).astype(int)
+    v = pd.to_numeric(intensity, errors="coerce").to_numpy(dtype=float)
+    ids = np.clip(np.floor(np.nan_to_num(v, nan=0.0) / cfg.intensity_bin_width), 0, n).astype(int)
+    return np.where(np.isnan(v), -1, ids)
 
 
 def _counts(series: pd.Series) -> dict:
@@ -153,14 +156,18 @@ def compute_stats(build: BuildTables, cfg: StatsConfig = StatsConfig()) -> dict:
     video = idx[~static]
 
     by_source = {}
-    hist = pd.crosstab(idx["source"], bin_ids).reindex(columns=range(n_bins), fill_value=0) if len(idx) else None
+    has_bin = bin_ids >= 0
+    hist = (pd.crosstab(idx["source"].to_numpy()[has_bin], bin_ids[has_bin]).reindex(columns=range(n_bins),
+                                                                                      fill_value=0)
+            if has_bin.any() else None)
     for source, group in idx.groupby("source", sort=True):
         by_source[str(source)] = {
             "samples": int(len(group)),
             "static": int(group["static"].fillna(False).astype(bool).sum()),
             "clips": int(group["clip_id"].nunique()),
             "intensity": summarize(group["intensity"]),
-            "intensity_hist": [int(c) for c in hist.loc[source].tolist()],
+            "intensity_hist": ([int(c) for c in hist.loc[source].tolist()] if hist is not None and source in hist.index
+                               else [0] * n_bins),
         }
 
     actions = idx["action"].fillna("")
@@ -178,7 +185,7 @@ def compute_stats(build: BuildTables, cfg: StatsConfig = StatsConfig()) -> dict:
             "all": summarize(idx["intensity"]),
             "video": summarize(video["intensity"]),
             "bins": intensity_bins(cfg),
-            "hist": [int(c) for c in np.bincount(bin_ids, minlength=n_bins)],
+            "hist": [int(c) for c in np.bincount(bin_ids[has_bin], minlength=n_bins)],
         },
         "actions": {
             "distinct": int(actions.nunique()),

@@ -244,3 +244,12 @@ def test_shards_load_with_webdataset_and_datasets(demo_build, tmp_path):
         else:
             assert decode_mp4_bytes(ex["mp4"]["bytes"]).shape[0] == index.loc[ex["__key__"], "num_frames"]
         assert ex["json"]["action"] == index.loc[ex["__key__"], "action"]
+
+
+def test_workers_give_the_same_report(build_copy):
+    shard, key = first_video_key(build_copy)
+    replace_member(build_copy / f"{shard}.tar", f"{key}.mp4", b"not a video")
+    one = verify_build(str(build_copy), VerifyConfig(workers=1))
+    two = verify_build(str(build_copy), VerifyConfig(workers=2))
+    assert one.problems == two.problems and len(one.problems) == 1
+    assert (one.shards, one.samples, one.members) == (two.shards, two.samples, two.members)
