@@ -76,7 +76,7 @@ def _load_base(cfg: ModelConfig):
     if path.endswith((".ckpt", ".pt", ".bin")):
         raise ConfigError(f"{path}: only .safetensors single-file checkpoints are loaded (no pickles)")
     if path.endswith(".safetensors"):
-        pipe = StableDiffusionPipeline.from_single_file(path, safety_checker=None)
+        pipe = StableDiffusionPipeline.from_single_file(path, config=cfg.single_file_config, safety_checker=None)
         unet2d, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
         scheduler_config = pipe.scheduler.config
     else:

@@ -20,6 +20,9 @@ class ModelConfig:
     # (*.safetensors, loaded with StableDiffusionPipeline.from_single_file).
     pretrained_model_name_or_path: str = "runwayml/stable-diffusion-v1-5"
     revision: str | None = None
+    # For a single-file checkpoint: a local diffusers folder (or hub id) whose configs describe it; without one,
+    # diffusers fetches SD 1.5's configs from the hub, which an offline machine cannot.
+    single_file_config: str | None = None
     motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-2"  # hub id or local folder ("" for tiny)
     image_encoder: str = "h94/IP-Adapter"  # CLIPVisionModelWithProjection, hub id or local folder
     image_encoder_subfolder: str = "models/image_encoder"

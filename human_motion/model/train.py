@@ -58,6 +58,9 @@ def id_loss(c, face_embedder, noisy_latents, model_pred, timesteps, batch, cfg: 
     frames_idx = torch.linspace(0, x0.shape[2] - 1, cfg.loss.id_num_frames).round().long().unique()
     frames = decode_latents(c.vae, x0[:, :, frames_idx])  # (n, k, 3, H, W)
     boxes = batch["face_boxes"].to(frames.device)[mask][:, frames_idx]  # (n, k, 4)
+    # Square crops around the box centre, so the face is not stretched before the embedder (ArcFace sees squares).
+    centre, half = (boxes[..., :2] + boxes[..., 2:]) / 2, (boxes[..., 2:] - boxes[..., :2]).amax(-1, keepdim=True) / 2
+    boxes = torch.cat([centre - half, centre + half], dim=-1)
     crops = crop_faces(frames.flatten(0, 1).float(), boxes.flatten(0, 1), cfg.data.face_size)  # (n*k, 3, S, S)
     frame_embeds = face_embedder(crops).unflatten(0, frames.shape[:2])  # (n, k, d)
     with torch.no_grad():
@@ -105,6 +108,8 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     device, seed, rank = accelerator.device, cfg.train.seed, accelerator.process_index
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.mixed_precision]
 
+    # The face embedder first: a missing ArcFace file should stop the run before gigabytes of base weights load.
+    face_embedder = load_face_embedder(cfg.loss.face_embedder).to(device) if cfg.loss.id_weight > 0 else None
     c = load_components(cfg.model, out, seed)
     params = set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules)
     if cfg.train.gradient_checkpointing:
@@ -115,7 +120,6 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     if weight_dtype != torch.float32:  # frozen base in half precision, trainable weights in fp32 (diffusers' LoRA recipe)
         model.to(weight_dtype)
         cast_training_params(model, dtype=torch.float32)
-    face_embedder = load_face_embedder(cfg.loss.face_embedder).to(device) if cfg.loss.id_weight > 0 else None
 
     def save_model_hook(models, weights, output_dir):
         # Save only the new weights (and the motion modules when they train), not the frozen base.

@@ -33,3 +33,12 @@ def tiny_components(tmp_path):
     from human_motion.model.components import load_components
 
     return load_components(tiny_model_config(), tmp_path, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state; each `hm train` in this process may ask for another precision."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
