@@ -20,8 +20,10 @@ Media, looked up by name under the root (or ``options.media_dir``), in this orde
 
 - a folder of frames named like the meta file (``Clip+...+F{start}-{end}/00000000.png``, what the official
   processing writes): encoded once into ``{out}/_vfhq_media/`` as an MP4 at the meta FPS (decode reads videos);
-- a video named like the meta file (``Clip+...+F{start}-{end}.mp4``), already cut and cropped;
-- the raw YouTube video ``{ytid}.mp4``: the span comes from the name, the face hint from the frame rows.
+- a video named like the meta file (``Clip+...+F{start}-{end}.mp4``, or ``Clip+{ytid}+P{pid}+C{clip}.mp4`` as
+  third-party croppers write it), already cut and cropped;
+- the raw YouTube video ``{ytid}.mp4``: the span comes from the name (frames / FPS, in seconds, so a download at
+  another frame rate still gets the right span), the face hint from the frame rows.
 
 For cut clips the face hint is the first frame's box relative to ``CROP_BBOX``; for raw videos it is that box in
 the ``W`` x ``H`` frame. A meta file that does not parse, names that do not match, a crop or face box outside the
@@ -192,13 +194,18 @@ class VFHQSource:
             if not target.exists():
                 frames_to_mp4(folders[clip_name], target, meta["fps"])
             return self._cut(clip_name, target, face, meta, dict(labels, layout="frames"))
-        if clip_name in media.videos:
-            return self._cut(clip_name, media.videos[clip_name], face, meta, dict(labels, layout="clips"))
+        short = clip_name.rsplit("+F", 1)[0]  # third-party croppers name clips Clip+{ytid}+P{pid}+C{clip}.mp4
+        video = media.videos.get(clip_name) or media.videos.get(short)
+        if video is not None:
+            return self._cut(clip_name, video, face, meta, dict(labels, layout="clips"))
         ytid = check_id(m["ytid"])
         if ytid in media.videos:
             bbox = norm_box(*face, w, h) if face else None
-            return ClipSpec(self.name, clip_name, str(media.videos[ytid]), span_frames=(first, stop), bbox=bbox,
-                            labels=dict(labels, layout="raw"))
+            # Frame numbers count frames at the meta's FPS; a download may come at another rate, so the span is
+            # given in seconds (the official script's start_t = frame / FPS).
+            fps = meta["fps"]
+            return ClipSpec(self.name, clip_name, str(media.videos[ytid]), start_s=first / fps, end_s=stop / fps,
+                            bbox=bbox, labels=dict(labels, layout="raw"))
         raise RowError("missing_file", f"no {clip_name}/ frames, {clip_name}.mp4 or {ytid}.mp4 under {self.media_dir}")
 
     def _cut(self, clip_name: str, path: pathlib.Path, face, meta: dict, labels: dict) -> ClipSpec:

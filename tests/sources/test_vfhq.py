@@ -50,6 +50,9 @@ def write_corpus(root: pathlib.Path) -> dict[str, str]:
     # 2. A cut clip video named like the meta file.
     clip_video = add("clip", "ytVVVVVVVVV", 0, 1, 200, 210)
     write_face_video(root / "clips" / f"{clip_video}.mp4", 160, 160, 2.0, (0.2, 0.2, 0.8, 0.8))
+    # 2b. A cut clip named without the frame range (third-party croppers: Clip+{ytid}+P{pid}+C{clip}.mp4).
+    add("short_name", "ytVVVVVVVVV", 0, 2, 300, 310)
+    write_face_video(root / "clips" / "Clip+ytVVVVVVVVV+P0+C2.mp4", 160, 160, 2.0, (0.2, 0.2, 0.8, 0.8))
     # 3. The raw video; frames 4..19 (F3-20 with the ends trimmed) = 1.0-5.0 s at 4 fps.
     write_face_video(root / "raw" / "ytRRRRRRRRR.mp4", W, H, 8.0, (0.3, 0.2, 0.7, 0.8))
     add("raw", "ytRRRRRRRRR", 1, 0, 3, 20)
@@ -78,7 +81,7 @@ def built(tmp_path_factory):
 def test_valid_clips_become_samples(built):
     names, out, summary = built
     samples = read_samples(out)
-    assert set(samples) == {names["frames"], names["clip"], names["raw"]}
+    assert set(samples) == {names["frames"], names["clip"], names["short_name"], names["raw"]}
     frames = samples[names["frames"]]
     assert "_vfhq_media" in frames["media_path"] and frames["labels"]["layout"] == "frames"
     assert frames["crop"]["source_size"] == [160, 160]
@@ -96,7 +99,7 @@ def test_malformed_meta_files_become_rejections(built):
                 "other_video": "bad_metadata", "bad_row": "bad_metadata", "face_outside": "bad_bbox",
                 "dotdot": "bad_id", "no_media": "missing_file", "bad_name": "bad_id"}
     assert {k: rejects.get(names[k]) for k in expected} == expected
-    assert summary["samples"] == 3 and summary["rejects"] == len(expected)
+    assert summary["samples"] == 4 and summary["rejects"] == len(expected)
 
 
 def test_hints_and_spans(tmp_path):
@@ -106,10 +109,10 @@ def test_hints_and_spans(tmp_path):
     clip = specs[names["clip"]]  # face box relative to CROP_BBOX
     assert clip.bbox == pytest.approx(((72 - 40) / 160, 32 / 160, (168 - 40) / 160, 128 / 160))
     raw = specs[names["raw"]]
-    assert raw.span_frames == (4, 20) and raw.bbox == pytest.approx((0.3, 0.2, 0.7, 0.8))
+    assert (raw.start_s, raw.end_s) == (4 / FPS, 20 / FPS) and raw.bbox == pytest.approx((0.3, 0.2, 0.7, 0.8))
     assert specs[names["frames"]].reject_reason == "missing_file"  # frame folders skipped
     untrimmed = VFHQSource("vfhq", SourceConfig(root=str(tmp_path), options={"trim_ends": False}), tmp_path / "o2")
-    assert {s.clip_id: s for s in untrimmed.specs()}[names["raw"]].span_frames == (3, 20)
+    assert {s.clip_id: s for s in untrimmed.specs()}[names["raw"]].start_s == 3 / FPS
 
 
 def test_parse_meta_header():
