@@ -18,7 +18,7 @@ class ModelConfig:
     # "tiny" builds every part from small configs, "random-sd15" at the paper's shapes with random weights (sizes,
     # FLOPs, GPU timing); otherwise a hub id, a local diffusers folder, or a single-file community SD 1.5 checkpoint
     # (*.safetensors, loaded with StableDiffusionPipeline.from_single_file).
-    pretrained_model_name_or_path: str = "runwayml/stable-diffusion-v1-5"
+    pretrained_model_name_or_path: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # copy of the withdrawn runwayml repo
     revision: str | None = None
     # For a single-file checkpoint: a local diffusers folder (or hub id) whose configs describe it; without one,
     # diffusers fetches SD 1.5's configs from the hub, which an offline machine cannot.

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from human_motion.config import load_config, resolve_config_path, to_dict
+from human_motion.config import ConfigError, load_config, resolve_config_path, to_dict
 from human_motion.model.adapter import MotionCharacterAdapter, set_trainable
 from human_motion.model.components import decode_latents, encode_video, load_components, load_face_embedder
 from human_motion.model.conditioning import MotionCharacterModel, encode_conditions
@@ -108,6 +108,12 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     device, seed, rank = accelerator.device, cfg.train.seed, accelerator.process_index
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.train.mixed_precision]
 
+    SummaryWriter = None
+    if cfg.train.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
     # The face embedder first: a missing ArcFace file should stop the run before gigabytes of base weights load.
     face_embedder = load_face_embedder(cfg.loss.face_embedder).to(device) if cfg.loss.id_weight > 0 else None
     c = load_components(cfg.model, out, seed)
@@ -169,11 +175,7 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     if accelerator.is_main_process:  # drop log lines of a killed run past the checkpoint we resume from
         lines = log_path.read_text().splitlines() if log_path.exists() else []
         log_path.write_text("".join(f"{l}\n" for l in lines if json.loads(l)["step"] <= step))
-    tb = None
-    if cfg.train.tensorboard and accelerator.is_main_process:
-        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-        tb = SummaryWriter(str(out / "logs" / "tensorboard"))
+    tb = SummaryWriter(str(out / "logs" / "tensorboard")) if SummaryWriter and accelerator.is_main_process else None
 
     def log(record: dict) -> None:
         if accelerator.is_main_process:
