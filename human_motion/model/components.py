@@ -45,7 +45,8 @@ def _ddim(config: dict):
 def _build_from_configs(cfg: ModelConfig, work_dir: pathlib.Path, seed: int):
     """``tiny`` (seconds on a CPU) or ``random-sd15`` (the paper's shapes, random weights); nothing downloaded."""
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig,
+                              CLIPVisionModelWithProjection)
 
     from human_motion.model import tiny
 
@@ -148,7 +149,7 @@ def load_face_embedder(spec: str) -> nn.Module:
         try:
             import onnx2torch
         except ImportError:
-            raise ConfigError("the ID loss with an ONNX face embedder needs onnx2torch: pip install onnx2torch") from None
+            raise ConfigError("an ONNX face embedder (the ID loss) needs onnx2torch: pip install onnx2torch") from None
         module = onnx2torch.convert(str(path))
     return module.requires_grad_(False).eval()
 

@@ -18,7 +18,8 @@ class ModelConfig:
     # "tiny" builds every part from small configs, "random-sd15" at the paper's shapes with random weights (sizes,
     # FLOPs, GPU timing); otherwise a hub id, a local diffusers folder, or a single-file community SD 1.5 checkpoint
     # (*.safetensors, loaded with StableDiffusionPipeline.from_single_file).
-    pretrained_model_name_or_path: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # copy of the withdrawn runwayml repo
+    # (stable-diffusion-v1-5/stable-diffusion-v1-5 is the copy of the withdrawn runwayml/stable-diffusion-v1-5.)
+    pretrained_model_name_or_path: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision: str | None = None
     # For a single-file checkpoint: a local diffusers folder (or hub id) whose configs describe it; without one,
     # diffusers fetches SD 1.5's configs from the hub, which an offline machine cannot.
@@ -126,7 +127,8 @@ class LoopConfig:
 
     def __post_init__(self):
         if self.train_batch_size < 1 or self.max_train_steps < 1 or self.checkpointing_steps < 1:
-            raise ConfigError("train.train_batch_size, train.max_train_steps and train.checkpointing_steps must be >= 1")
+            raise ConfigError("train.train_batch_size, train.max_train_steps and train.checkpointing_steps "
+                              "must be >= 1")
 
 
 @dataclass

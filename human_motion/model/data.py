@@ -158,7 +158,8 @@ def decode_sample(raw: dict, cfg: DataConfig, model: ModelConfig, rng: np.random
     face = F.interpolate(face, size=(cfg.face_size,) * 2, mode="bilinear", align_corners=False, antialias=True)[0]
     embedding = _load_npy(raw["arcface.npy"]).astype(np.float32).reshape(-1)
     if embedding.shape[0] != model.id_embedding_dim:
-        raise BadSample("bad_embedding", f"{meta.get('key')}: {embedding.shape[0]} values, json says {model.id_embedding_dim}")
+        detail = f"{meta.get('key')}: {embedding.shape[0]} values, not {model.id_embedding_dim}"
+        raise BadSample("bad_embedding", detail)
     return {
         "pixel_values": video,
         "flow": flow,

@@ -87,7 +87,8 @@ def model_info(cfg: TrainConfig, flops: bool = True) -> dict:
         unet_in = {"sample": torch.randn(1, 4, f, r // down, r // down), "timestep": torch.tensor([500]),
                    "encoder_hidden_states": torch.randn(f, n_tokens, width)}
         ids = torch.zeros(1, c.tokenizer.model_max_length, dtype=torch.long)
-        out["unet (SD 2D layers)"]["gflops_whole_unet"] = _flops(lambda **x: c.unet(**x).sample, [c.unet], unet_in) / 1e9
+        unet_flops = _flops(lambda **x: c.unet(**x).sample, [c.unet], unet_in)
+        out["unet (SD 2D layers)"]["gflops_whole_unet"] = unet_flops / 1e9
         out["vae"]["gflops_encode"] = _flops(lambda x: c.vae.encode(x).latent_dist.mean, [c.vae],
                                              {"x": torch.randn(f, 3, r, r)}) / 1e9
         out["vae"]["gflops_decode"] = _flops(lambda z: c.vae.decode(z).sample, [c.vae],

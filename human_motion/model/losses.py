@@ -42,7 +42,8 @@ def predict_x0(noisy_latents: torch.Tensor, model_pred: torch.Tensor, timesteps:
 
 def crop_faces(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Differentiable square crops: ``frames`` (n, 3, H, W), ``boxes`` (n, 4) as [x0, y0, x1, y1] in 0..1 of the
-    frame -> (n, 3, size, size). Uses ``affine_grid``/``grid_sample`` (torchvision's roi_align is not in every build)."""
+    frame -> (n, 3, size, size), with ``affine_grid``/``grid_sample`` (torchvision's roi_align is not in every
+    build)."""
     n = frames.shape[0]
     cx, cy = (boxes[:, 0] + boxes[:, 2]) - 1, (boxes[:, 1] + boxes[:, 3]) - 1  # centres in [-1, 1]
     sx, sy = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]  # extents as fractions of the frame (= grid scale)

@@ -68,24 +68,31 @@ def id_loss(c, face_embedder, noisy_latents, model_pred, timesteps, batch, cfg: 
     return id_consistency_loss(reference, frame_embeds)
 
 
+def _checkpoints(out: pathlib.Path) -> list[pathlib.Path]:
+    """Complete checkpoints, oldest first: ``train_state_rank0.json`` is written after ``save_state`` returns, so a
+    run killed while saving leaves a folder without it, which is ignored."""
+    found = [p for p in (out / "checkpoints").glob("checkpoint-*") if (p / "train_state_rank0.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
 def save_checkpoint(accelerator, out: pathlib.Path, step: int, data_slot: int, limit: int | None) -> pathlib.Path:
-    """accelerate state (adapter via the save hook, optimizer, scheduler, RNG) + our data position per rank."""
+    """accelerate state (adapter via the save hook, optimizer, scheduler, RNG) + our data position per rank; then
+    drop the oldest checkpoints beyond ``limit`` (only once the new one is complete)."""
     path = out / "checkpoints" / f"checkpoint-{step}"
-    if accelerator.is_main_process and limit is not None:
-        old = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        for p in old[: max(0, len(old) - limit + 1)]:
-            shutil.rmtree(p)
     accelerator.save_state(str(path))
     (path / f"train_state_rank{accelerator.process_index}.json").write_text(
         json.dumps({"step": step, "data_slot": data_slot}))
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process and limit is not None:
+        for old in _checkpoints(out)[:-limit]:
+            shutil.rmtree(old)
     return path
 
 
 def find_checkpoint(out: pathlib.Path, resume: str) -> pathlib.Path | None:
     if resume != "latest":
         return pathlib.Path(resume)
-    found = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    found = _checkpoints(out)
     return found[-1] if found else None
 
 
@@ -121,9 +128,11 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     if cfg.train.gradient_checkpointing:
         c.unet.enable_gradient_checkpointing()
     for m in (c.vae, c.text_encoder, c.image_encoder):
-        m.to(device) if weight_dtype == torch.float32 else m.to(device, dtype=weight_dtype)
+        m.to(device)
+        if weight_dtype != torch.float32:
+            m.to(dtype=weight_dtype)
     model = MotionCharacterModel(c.unet, c.adapter).to(device)
-    if weight_dtype != torch.float32:  # frozen base in half precision, trainable weights in fp32 (diffusers' LoRA recipe)
+    if weight_dtype != torch.float32:  # frozen base in half precision, trainable weights in fp32 (diffusers' LoRA)
         model.to(weight_dtype)
         cast_training_params(model, dtype=torch.float32)
 
@@ -189,7 +198,8 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     data_kwargs = dict(rank=rank, world_size=accelerator.num_processes, num_threads=cfg.train.dataloader_num_workers)
     dataset = get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs)
     # Fixed validation batch: the first batch of the run, same in a resumed run.
-    fixed_batch = next(get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs).batches(cfg.train.train_batch_size))[0]
+    fixed_data = get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs)
+    fixed_batch = next(fixed_data.batches(cfg.train.train_batch_size))[0]
 
     def validate(step: int) -> None:
         if not accelerator.is_main_process:

@@ -38,7 +38,8 @@ def test_local_diffusers_folders_load_like_hub_ids(tmp_path):
 
     tiny = load_components(tiny_model_config(), tmp_path / "tiny", seed=0)
     base = tmp_path / "sd"
-    unet2d_state = {k: v for k, v in tiny.unet.state_dict().items() if "motion_modules" not in k and "processor" not in k}
+    unet2d_state = {k: v for k, v in tiny.unet.state_dict().items()
+                    if "motion_modules" not in k and "processor" not in k}
     unet2d = UNet2DConditionModel(**tiny_configs.tiny_unet_config())
     missing, unexpected = unet2d.load_state_dict(unet2d_state, strict=False)
     assert not missing and not unexpected
