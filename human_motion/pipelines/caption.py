@@ -30,6 +30,9 @@ WINK_CLOSED, WINK_OPEN = 0.6, 0.85  # one eye below, the other above, in the sam
 YAW_RANGE = 0.15  # nose offset between the cheeks / cheek width
 PITCH_RANGE = 0.2  # nose height between eyes and mouth
 ROLL_RANGE_DEG = 10.0
+SHIFT_RANGE = 0.25  # face-box centre travel / face size: the whole head moving in the frame
+SCALE_RATIO = 1.3  # largest / smallest face size (detector boxes jitter by ~10-15% on real clips)
+BOX_SALIENCE = 0.7  # box phrases rank after facial ones of the same strength (boxes are noisier)
 
 
 def _crossings(x: np.ndarray) -> int:
@@ -50,11 +53,30 @@ def _head_phrase(values: np.ndarray, threshold: float, more: str, less: str, rep
     return rng / threshold, repeated if _crossings(values) >= 3 else plain
 
 
-def landmark_actions(features: list[dict | None]) -> tuple[list[str], dict[str, float]]:
+def box_actions(boxes: list | None) -> list[tuple[float, str]]:
+    """Whole-head motion from the face-box track (the landmark features are translation- and scale-free)."""
+    if not boxes or len(boxes) < 3:
+        return []
+    b = np.asarray(boxes, np.float64)
+    side = np.sqrt(np.clip(b[:, 2] - b[:, 0], 1, None) * np.clip(b[:, 3] - b[:, 1], 1, None))
+    ref = float(np.median(side))
+    cx, cy = (b[:, 0] + b[:, 2]) / 2 / ref, (b[:, 1] + b[:, 3]) / 2 / ref
+    found = [
+        # The box moving to the image's right is the person moving to their own left.
+        _head_phrase(cx, SHIFT_RANGE, "moving to the left", "moving to the right", "swaying from side to side",
+                     "moving from side to side"),
+        _head_phrase(cy, SHIFT_RANGE, "moving down", "moving up", "bobbing up and down", "moving up and down"),
+        _head_phrase(np.log(side / ref), np.log(SCALE_RATIO), "moving towards the camera",
+                     "moving away from the camera", "moving back and forth", "moving back and forth"),
+    ]
+    return [(s * BOX_SALIENCE, p) for s, p in (f for f in found if f)]
+
+
+def landmark_actions(features: list[dict | None], boxes: list | None = None) -> tuple[list[str], dict[str, float]]:
     """Action phrases, most salient first (salience = how far past its threshold), and the numbers behind them."""
     rows = [f for f in features if f]
     if not rows:
-        return [], {}
+        return [p for _, p in sorted(box_actions(boxes), key=lambda x: -x[0])], {}
     f = {k: np.array([r.get(k, np.nan) for r in rows], np.float64) for k in rows[0]}
     eye_r = f["eye_open_r"] / (np.median(f["eye_open_r"]) + 1e-6)
     eye_l = f["eye_open_l"] / (np.median(f["eye_open_l"]) + 1e-6)
@@ -67,7 +89,7 @@ def landmark_actions(features: list[dict | None]) -> tuple[list[str], dict[str, 
         "yaw_range": float(np.ptp(f["yaw"])), "pitch_range": float(np.ptp(f["pitch"])),
         "roll_range": float(np.ptp(f["roll"])),
     }
-    found: list[tuple[float, str]] = []
+    found: list[tuple[float, str]] = box_actions(boxes)
     moving = len(rows) > 2
     if moving:
         for item in (
@@ -111,7 +133,8 @@ class Caption(Stage):
 
     def process(self, row: Row) -> list[Row]:
         record = row.record
-        phrases, summary = landmark_actions(record.get("faces", {}).get("features") or [])
+        faces = record.get("faces", {})
+        phrases, summary = landmark_actions(faces.get("features") or [], faces.get("boxes"))
         static = bool(record["static"])
         if static:
             # One image: expressions only (head motion needs time).

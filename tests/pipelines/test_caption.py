@@ -69,3 +69,12 @@ def test_caption_stage_uses_source_action_and_keeps_landmark_candidate():
     (out,) = Caption(small_build_config()).process_rows([row])
     assert out.record["action"] == "laughing"
     assert out.record["caption"]["candidates"] == {"landmarks": "turning head to the left", "source": "laughing"}
+
+
+def test_whole_head_motion_from_the_face_box_track():
+    still = [[100, 100, 300, 300]] * 16
+    assert landmark_actions(frames(), still)[0] == []
+    right = [[100 + 6 * i, 100, 300 + 6 * i, 300] for i in range(16)]  # the box moves to the image's right
+    assert landmark_actions(frames(), right)[0] == ["moving to the left"]
+    closer = [[200 - 4 * i, 200 - 4 * i, 300 + 4 * i, 300 + 4 * i] for i in range(16)]
+    assert landmark_actions(frames(), closer)[0] == ["moving towards the camera"]
