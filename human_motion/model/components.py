@@ -105,7 +105,7 @@ def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 
     if cfg.prediction_type is not None:
         scheduler.register_to_config(prediction_type=cfg.prediction_type)
     if cfg.adapter:
-        adapter = MotionCharacterAdapter.from_pretrained(cfg.adapter)
+        adapter = MotionCharacterAdapter.from_pretrained(cfg.adapter, use_safetensors=True)
     else:
         torch.manual_seed(seed + 1)
         adapter = MotionCharacterAdapter.from_unet(

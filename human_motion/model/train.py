@@ -152,10 +152,11 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
 
         while models:
             m = accelerator.unwrap_model(models.pop())
-            saved = MotionCharacterAdapter.from_pretrained(pathlib.Path(input_dir) / "adapter")
-            m.adapter.load_state_dict(saved.state_dict())
+            saved = MotionCharacterAdapter.from_pretrained(pathlib.Path(input_dir) / "adapter", use_safetensors=True)
+            m.adapter.load_state_dict(saved.state_dict())  # strict: every key present, none extra
             if cfg.model.train_motion_modules:
-                m.unet.load_motion_modules(MotionAdapter.from_pretrained(pathlib.Path(input_dir) / "motion_modules"))
+                motion = MotionAdapter.from_pretrained(pathlib.Path(input_dir) / "motion_modules", use_safetensors=True)
+                m.unet.load_motion_modules(motion)
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
