@@ -77,7 +77,7 @@ class IDAttnProcessor(nn.Module):
     """Decoupled cross-attention for identity tokens (Eq. 3), for the ``attn2`` of spatial transformer blocks.
 
     Reads ``encoder_hidden_states`` (b, l_text + extra, d) laid out as ``[text | id tokens | ...]``: the trailing
-    ``num_tokens`` groups (``token_groups``, in order) are split off; the text part goes through the frozen
+    groups named in ``token_groups`` (sizes from ``group_sizes``) are split off; the text part goes through the frozen
     ``attn.to_k/to_v`` and the identity tokens through this module's own ``to_k_id/to_v_id``. Writes the attention
     output (b, s, hidden_size) like ``AttnProcessor2_0``. Subclasses add more token groups (see ``motion_control``).
     """
@@ -93,15 +93,10 @@ class IDAttnProcessor(nn.Module):
         self.to_k_id = nn.Linear(cross_attention_dim, hidden_size, bias=False)
         self.to_v_id = nn.Linear(cross_attention_dim, hidden_size, bias=False)
 
-    @classmethod
-    def for_attention(cls, attn, **kwargs) -> "IDAttnProcessor":
-        """Size the new projections from the patched module and start them as copies of its text projections (as
-        IP-Adapter does), so the identity branch begins in the same feature space as the text branch."""
-        proc = cls(attn.to_k.out_features, attn.to_k.in_features, **kwargs)
-        proc.init_from_attention(attn)
-        return proc
-
     def init_from_attention(self, attn) -> None:
+        """Start the identity projections as copies of the patched layer's text projections (as IP-Adapter does), so
+        the identity branch begins in the same feature space as the text branch. Sizes come from ``attn`` too
+        (``MotionCharacterAdapter.from_unet``: ``attn.to_k.out_features``, ``attn.to_k.in_features``)."""
         with torch.no_grad():
             self.to_k_id.weight.copy_(attn.to_k.weight)
             self.to_v_id.weight.copy_(attn.to_v.weight)
