@@ -41,6 +41,32 @@ def test_mser_finds_a_caption_line_and_nothing_on_a_clean_face():
     assert y0 > 440 and y1 < 512 and x1 - x0 > 250
 
 
+@pytest.mark.parametrize("photo", ["astronaut", "hopper"])
+def test_no_text_on_real_portraits(photo):
+    """Badges, stars, a cap's insignia, wrinkles and a space suit's seams are not text (earlier false positives)."""
+    from human_motion.sources.demo import _photos, render
+
+    path, face = _photos()[photo]
+    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    for f in render(img, face, "rotate", 3.0)[::6]:
+        assert mser_text_boxes(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)) == []
+
+
+@pytest.mark.parametrize("kind", ["caption", "banner", "subtitle"])
+def test_overlays_of_several_styles_are_found(kind):
+    f = frame()
+    if kind == "caption":
+        cv2.putText(f, "BREAKING NEWS", (40, 480), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 3)
+    elif kind == "banner":
+        cv2.rectangle(f, (0, 430), (512, 480), (255, 255, 255), -1)
+        cv2.putText(f, "Interview with the mayor", (20, 465), cv2.FONT_HERSHEY_DUPLEX, 0.9, (20, 20, 20), 2)
+    else:
+        for colour, thickness in (((0, 0, 0), 5), ((255, 230, 0), 2)):
+            cv2.putText(f, "I never said that", (90, 470), cv2.FONT_HERSHEY_TRIPLEX, 1.0, colour, thickness)
+    lines = mser_text_boxes(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), FACE)
+    assert union_frac(lines, 512, 512) > 0.01
+
+
 def test_union_frac():
     assert union_frac([], 10, 10) == 0.0
     assert union_frac([(0, 0, 5, 10), (0, 0, 5, 5), (5, 0, 10, 5)], 10, 10) == 0.75
@@ -137,7 +163,7 @@ def test_paper_preset_and_example_config_load():
     from human_motion.pipelines.config import BuildConfig
 
     paper = load_config(BuildConfig, packaged_config("paper"), base={"sources": {"demo": {}}})
-    assert paper.select.min_source_side_px == 512 and paper.select.max_text_frac == 0.01
+    assert paper.select.min_source_side_px == 512 and paper.select.max_text_frac == 0.003
     assert paper.select.min_image_quality > 0 and "quality" in paper.stages
     example = read_config_file(packaged_config("paper").parent / "hm.toml")
     cfg = load_config(BuildConfig, None, base=example)
