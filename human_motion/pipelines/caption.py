@@ -4,7 +4,8 @@ The offline backend (``landmarks``) reads the per-frame expression and pose feat
 (mouth opening and width, eyelid opening, yaw, pitch, roll; all scale-free) and names what changes over the window:
 talking, opening the mouth, smiling, blinking, turning or shaking the head, nodding, looking up or down, tilting
 the head, or keeping still. Source labels (CelebV-HQ attributes, CelebV-Text texts), when a source gives them,
-become the description and a candidate action. Large multimodal captioners plug in behind the same ``caption()``.
+become the description and a candidate action. With ``caption.backend`` transformers, vllm or endpoint, a large
+multimodal model (pipelines/captioners.py) writes both; the landmark phrase stays as a cross-check candidate.
 
 Directions are the subject's: "turning head to the left" means the person turns towards their own left (the nose
 moves to the image's right).
@@ -15,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from human_motion.pipelines.config import BuildConfig
-from human_motion.pipelines.stage import Stage
+from human_motion.pipelines.captioners import make_captioner, make_request
+from human_motion.pipelines.stage import Stage, StageError
 from human_motion.types import Row
 
 # Thresholds on the features of face_models.mesh_features, set by watching the clips of ../shared/data/dev (the
@@ -131,6 +133,24 @@ class Caption(Stage):
 
     name = "caption"
 
+    def __init__(self, cfg: BuildConfig):
+        super().__init__(cfg)
+        self.captioner = make_captioner(cfg.caption)  # the multimodal model, loaded once per actor (None: landmarks)
+        self._answers: dict[int, object] = {}
+
+    def process_rows(self, rows: list[Row]) -> list[Row]:
+        """With a multimodal captioner, the accepted rows of a batch are captioned together (one generate call,
+        or parallel requests), then each row is finished by ``process``."""
+        if self.captioner is not None:
+            todo = [r for r in rows if r.ok and r.frames is not None]
+            requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
+                        for r in todo]
+            self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
+        try:
+            return super().process_rows(rows)
+        finally:
+            self._answers = {}
+
     def process(self, row: Row) -> list[Row]:
         record = row.record
         faces = record.get("faces", {})
@@ -145,11 +165,19 @@ class Caption(Stage):
         labels = record.get("labels") or {}
         source_phrase = labels.get("action") if isinstance(labels.get("action"), str) else None
         action = source_phrase or landmark_phrase
-        record.update(
-            action=action,
-            description=describe(action, labels, static),
-            caption={"backend": "landmarks", "candidates": {"landmarks": landmark_phrase, "source": source_phrase},
-                     "features": summary},
-        )
-        record.setdefault("backends", {})["caption"] = "landmarks"
+        caption = {"backend": "landmarks", "candidates": {"landmarks": landmark_phrase, "source": source_phrase},
+                   "features": summary}
+        description = describe(action, labels, static)
+        if self.captioner is not None:
+            answer = self._answers.pop(id(row), None)
+            if answer is None:  # process() called on its own
+                answer = self.captioner.caption_many(
+                    [make_request(row.frames, static, self.cfg.decode.fps, self.cfg.caption)])[0]
+            if isinstance(answer, StageError):
+                raise answer
+            action, description = answer.action, answer.description
+            caption.update(backend=self.captioner.name, attempts=answer.attempts, raw=answer.raw)
+            caption["candidates"]["model"] = answer.action
+        record.update(action=action, description=description, caption=caption)
+        record.setdefault("backends", {})["caption"] = caption["backend"]
         return [row]

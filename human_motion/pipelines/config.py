@@ -96,8 +96,40 @@ class FlowConfig(StageResources):
 
 @dataclasses.dataclass
 class CaptionConfig(StageResources):
-    backend: Literal["landmarks"] = "landmarks"
+    """``landmarks``: offline rules on the face features. The others ask a multimodal model (pipelines/captioners.py;
+    docs/backends.md); the landmark phrase stays in ``caption.candidates.landmarks`` as a cross-check."""
+
+    backend: Literal["landmarks", "transformers", "vllm", "endpoint"] = "landmarks"
     num_cpus: float = 0.25
+    model: str | None = None  # transformers/vllm: a hub id or a local folder; endpoint: the served model's name
+    endpoint_url: str | None = None  # endpoint: base URL of an OpenAI-compatible server, e.g. http://host:8000/v1
+    api_key_env: str | None = None  # endpoint: NAME of the environment variable that holds the API key (not the key)
+    num_frames: int = 4  # frames of the window shown to the model (spread over it)
+    image_px: int = 448  # side the frames are resized to before the model's own processor
+    prompt: str | None = None  # replaces captioners.PROMPT; may use {what}, {words}, {chars}
+    max_new_tokens: int = 160
+    temperature: float = 0.0  # first try (0: greedy)
+    retry_temperature: float = 0.7  # retries of invalid answers sample, so they can differ
+    max_retries: int = 2  # then the row is rejected (caption_invalid / caption_request_failed)
+    retry_backoff_s: float = 1.0  # endpoint: wait before retrying failed requests (doubles each time)
+    max_action_words: int = 6
+    max_description_chars: int = 400
+    device: str = "auto"  # transformers: auto | cpu | cuda
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # transformers: auto = bf16 on CUDA, fp32 on CPU
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # from_pretrained / vllm.LLM extras
+    json_mode: bool = True  # endpoint: send response_format={"type": "json_object"}
+    request_timeout_s: float = 120.0
+    max_parallel_requests: int = 8  # endpoint: concurrent requests per actor
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend != "landmarks" and not self.model:
+            raise ConfigError(f"caption.backend={self.backend} needs caption.model (a hub id or local folder; for "
+                              "an endpoint, the served model's name)")
+        if self.backend == "endpoint" and not self.endpoint_url:
+            raise ConfigError("caption.backend=endpoint needs caption.endpoint_url, e.g. http://localhost:8000/v1")
+        if self.num_frames < 1 or self.image_px < 28 or self.max_retries < 0 or self.max_action_words < 1:
+            raise ConfigError("caption: num_frames >= 1, image_px >= 28, max_retries >= 0, max_action_words >= 1")
 
 
 @dataclasses.dataclass
