@@ -128,6 +128,11 @@ def laplacian_sharpness(gray: np.ndarray) -> float:
     return float(cv2.Laplacian(small, cv2.CV_64F, ksize=3).var())
 
 
+def _features(out):
+    """transformers < 5 returns the projected features; 5.x an output whose ``pooler_output`` holds them."""
+    return out if hasattr(out, "norm") else out.pooler_output
+
+
 class Quality(Stage):
     """Reads the cropped frames and decode's face boxes; adds ``scores.text_frac``, ``scores.image_quality`` and
     ``quality`` (backends, the frame used, text boxes in crop pixels). Never changes the frames."""
@@ -164,7 +169,7 @@ class Quality(Stage):
         processor = CLIPProcessor.from_pretrained(self.q.clip_model)
         with torch.no_grad():
             tokens = processor(text=list(CLIP_IQA_PROMPTS), return_tensors="pt", padding=True).to(device)
-            text = model.get_text_features(**tokens)
+            text = _features(model.get_text_features(**tokens))
             text = text / text.norm(dim=-1, keepdim=True)
         return model, processor, text, device
 
@@ -228,7 +233,7 @@ class Quality(Stage):
         model, processor, text, device = self.clip
         with torch.no_grad():
             pixels = processor(images=[frame], return_tensors="pt")["pixel_values"].to(device)
-            image = model.get_image_features(pixel_values=pixels)
+            image = _features(model.get_image_features(pixel_values=pixels))
             image = image / image.norm(dim=-1, keepdim=True)
             logits = 100.0 * image @ text.T  # (1, 2): CLIP-IQA's fixed temperature
             return float(logits.softmax(dim=-1)[0, 0])

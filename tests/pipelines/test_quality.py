@@ -169,3 +169,36 @@ def test_paper_preset_and_example_config_load():
     cfg = load_config(BuildConfig, None, base=example)
     assert set(cfg.sources) == {"celebv-hq", "celebv-text", "vfhq", "aahq"}
     assert cfg.sources["vfhq"].limit == 2000 and cfg.sources["celebv-hq"].options["layout"] == "auto"
+
+
+def write_tiny_clip(folder: pathlib.Path) -> None:
+    """A randomly initialised CLIP of a few thousand parameters with a character-level tokenizer, saved like a
+    hub checkpoint (no download): exercises the real transformers loading and feature calls."""
+    import json
+    import string
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    chars = string.ascii_lowercase + ".,!?'-"
+    tokens = list(chars) + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, projection_dim=8)
+    cfg = CLIPConfig(text_config=dict(small, vocab_size=len(tokens), max_position_embeddings=32),
+                     vision_config=dict(small, image_size=32, patch_size=8), projection_dim=8)
+    CLIPModel(cfg).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor, tokenizer).save_pretrained(folder)
+
+
+def test_clip_iqa_with_a_local_checkpoint(tmp_path):
+    pytest.importorskip("transformers")
+    write_tiny_clip(tmp_path / "clip")
+    cfg = fast_config({"demo": {}}, **{"quality.iq_backend": "clip_iqa", "quality.clip_model": str(tmp_path / "clip"),
+                                       "quality.device": "cpu"})
+    out = Quality(cfg).process_rows([row(np.stack([frame()] * 2))])
+    assert out[0].ok, out[0].record.get("detail")
+    assert 0.0 <= out[0].record["scores"]["image_quality"] <= 1.0
+    assert out[0].record["backends"]["image_quality"] == f"clip_iqa {tmp_path / 'clip'}"
