@@ -19,7 +19,11 @@ i.e. ``span_frames = (start+1, end)``; ``options.trim_ends: false`` takes ``star
 Media, looked up by name under the root (or ``options.media_dir``), in this order:
 
 - a folder of frames named like the meta file (``Clip+...+F{start}-{end}/00000000.png``, what the official
-  processing writes): encoded once into ``{out}/_vfhq_media/`` as an MP4 at the meta FPS (decode reads videos);
+  processing writes). Decode reads videos, so with ``options.frames: concat`` (default) the adapter writes, in
+  ``{out}/_vfhq_media/``, an FFmpeg concat list (``.ffconcat``) of the frames at the meta FPS plus a symlink to
+  the folder (FFmpeg's safe mode only reads plain relative names): nothing is copied and the frames are decoded by
+  the decode workers. ``frames: convert`` encodes each folder into an MP4 there instead (no symlinks, but slow:
+  it runs in the driver), ``frames: skip`` ignores frame folders;
 - a video named like the meta file (``Clip+...+F{start}-{end}.mp4``, or ``Clip+{ytid}+P{pid}+C{clip}.mp4`` as
   third-party croppers write it), already cut and cropped;
 - the raw YouTube video ``{ytid}.mp4``: the span comes from the name (frames / FPS, in seconds, so a download at
@@ -48,6 +52,7 @@ from human_motion.types import ClipSpec
 CLIP_NAME = re.compile(r"^Clip\+(?P<ytid>[^+/\\]+)\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
 MAX_META_BYTES = 8 * 2**20
 MAX_SIDE_PX = 16384
+SAFE_FILE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
 def parse_meta(text: str) -> dict:
@@ -124,9 +129,32 @@ def frames_to_mp4(folder: pathlib.Path, target: pathlib.Path, fps: float) -> Non
             tmp.unlink()
 
 
+def frames_to_concat(folder: pathlib.Path, target: pathlib.Path, fps: float) -> None:
+    """An FFmpeg concat list ``target`` playing the frames of ``folder`` (sorted by name) at ``fps``, through a
+    symlink beside it named like the list (both plain names, as FFmpeg's safe mode requires)."""
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+    if not names:
+        raise RowError("missing_file", f"no frames in {folder.name}")
+    if any(not SAFE_FILE.match(n) for n in names):
+        raise RowError("bad_frame", f"frame names in {folder.name} are not plain (letters, digits, . _ -); "
+                       "use sources.vfhq.options.frames=convert")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    link = target.with_suffix("")
+    if link.is_symlink() and link.resolve() != folder.resolve():
+        link.unlink()
+    if not link.is_symlink():
+        link.symlink_to(folder.resolve(), target_is_directory=True)
+    lines = ["ffconcat version 1.0"]
+    for n in names:
+        lines += [f"file '{link.name}/{n}'", f"duration {1.0 / fps:.6f}"]
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
+    os.replace(tmp, target)
+
+
 class VFHQSource:
     """Options: ``meta_dir`` (default: the root), ``media_dir`` (default: the root), ``trim_ends`` (default true),
-    ``frames`` (``convert`` frame folders to MP4, default, or ``skip`` them)."""
+    ``frames`` (frame folders: ``concat``, default, ``convert`` to MP4, or ``skip``)."""
 
     def __init__(self, name: str, cfg: SourceConfig, work_dir: pathlib.Path):
         self.name = name
@@ -137,9 +165,9 @@ class VFHQSource:
         self.media_dir = option_path(self.root, opts["media_dir"], f"sources.{name}.options.media_dir") \
             if "media_dir" in opts else self.root
         self.trim = bool(opts.get("trim_ends", True))
-        self.frames_mode = opts.get("frames", "convert")
-        if self.frames_mode not in ("convert", "skip"):
-            raise ConfigError(f"sources.{name}.options.frames must be convert or skip")
+        self.frames_mode = opts.get("frames", "concat")
+        if self.frames_mode not in ("concat", "convert", "skip"):
+            raise ConfigError(f"sources.{name}.options.frames must be concat, convert or skip")
         self.cache = pathlib.Path(work_dir) / "_vfhq_media"
 
     def meta_files(self) -> list[pathlib.Path]:
@@ -156,7 +184,7 @@ class VFHQSource:
     def specs(self) -> Iterator[ClipSpec]:
         metas = self.meta_files()
         media = MediaIndex([self.media_dir], frame_dirs=False)
-        folders = MediaIndex([self.media_dir], frame_dirs=True).frame_dirs if self.frames_mode == "convert" else {}
+        folders = MediaIndex([self.media_dir], frame_dirs=True).frame_dirs if self.frames_mode != "skip" else {}
         seen: set[str] = set()
         for path in metas:
             clip_name = path.stem
@@ -190,9 +218,13 @@ class VFHQSource:
         labels = {"ytid": m["ytid"], "pid": int(m["pid"]), "clip": int(m["clip"]), "frames": [first, stop],
                   "source_size": [int(w), int(h)], "crop_bbox": [cx0, cy0, cx1, cy1]}
         if clip_name in folders:
-            target = self.cache / f"{safe_name(clip_name, 120)}.mp4"
-            if not target.exists():
-                frames_to_mp4(folders[clip_name], target, meta["fps"])
+            if self.frames_mode == "concat":
+                target = self.cache / f"{safe_name(clip_name, 120)}.ffconcat"
+                frames_to_concat(folders[clip_name], target, meta["fps"])
+            else:
+                target = self.cache / f"{safe_name(clip_name, 120)}.mp4"
+                if not target.exists():
+                    frames_to_mp4(folders[clip_name], target, meta["fps"])
             return self._cut(clip_name, target, face, meta, dict(labels, layout="frames"))
         short = clip_name.rsplit("+F", 1)[0]  # third-party croppers name clips Clip+{ytid}+P{pid}+C{clip}.mp4
         video = media.videos.get(clip_name) or media.videos.get(short)

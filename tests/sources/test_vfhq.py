@@ -83,7 +83,7 @@ def test_valid_clips_become_samples(built):
     samples = read_samples(out)
     assert set(samples) == {names["frames"], names["clip"], names["short_name"], names["raw"]}
     frames = samples[names["frames"]]
-    assert "_vfhq_media" in frames["media_path"] and frames["labels"]["layout"] == "frames"
+    assert frames["media_path"].endswith(".ffconcat") and frames["labels"]["layout"] == "frames"
     assert frames["crop"]["source_size"] == [160, 160]
     assert samples[names["clip"]]["labels"]["layout"] == "clips"
     raw = samples[names["raw"]]
@@ -134,3 +134,29 @@ def test_duplicate_meta_file_is_rejected(tmp_path):
     specs = list(VFHQSource("vfhq", SourceConfig(root=str(tmp_path), options={"frames": "skip"}), tmp_path).specs())
     raw = [s for s in specs if s.clip_id == names["raw"]]
     assert [s.reject_reason for s in raw] == [None, "duplicate_id"]
+
+
+def test_frame_folders_converted_to_mp4(tmp_path):
+    from human_motion.media import open_video, probe_video
+
+    names = write_corpus(tmp_path)
+    src = VFHQSource("vfhq", SourceConfig(root=str(tmp_path), options={"frames": "convert"}), tmp_path / "out")
+    spec = {s.clip_id: s for s in src.specs()}[names["frames"]]
+    assert spec.path.endswith(".mp4") and spec.reject_reason is None
+    with open_video(spec.path) as container:
+        info = probe_video(container)
+    assert (info.width, info.height, info.fps) == (160, 160, FPS) and info.duration_s == pytest.approx(2.0, abs=0.3)
+
+
+def test_concat_list_reads_the_frames_exactly(tmp_path):
+    from human_motion.media import iter_sampled_frames, open_video
+
+    names = write_corpus(tmp_path)
+    spec = {s.clip_id: s for s in VFHQSource("vfhq", SourceConfig(root=str(tmp_path)), tmp_path / "out").specs()}[
+        names["frames"]]
+    folder = tmp_path / "extracted" / names["frames"]
+    with open_video(spec.path) as container:
+        got = list(iter_sampled_frames(container, 0.75, [0.75, 1.5]))
+    for (_, frame), index in zip(got, [3, 6]):
+        expected = cv2.cvtColor(cv2.imread(str(folder / f"{index:08d}.png")), cv2.COLOR_BGR2RGB)
+        assert (frame == expected).all()
