@@ -83,6 +83,7 @@ class FlowConfig(StageResources):
     work_px: int = 256  # flow is computed at this side; magnitudes are reported at decode.size_px scale
     raft_weights: str | None = None  # local .pth (state dict); default: torchvision's cache / download
     raft_iters: int = 12
+    raft_pairs_per_call: int = 0  # RAFT: frame pairs per forward pass (0: all pairs of a window; lower caps GPU memory)
     device: str = "auto"  # auto | cpu | cuda
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
 
@@ -90,6 +91,8 @@ class FlowConfig(StageResources):
         super().__post_init__()
         if self.work_px < 32 or self.work_px % 8:
             raise ConfigError("flow.work_px must be >= 32 and a multiple of 8")
+        if self.raft_pairs_per_call < 0 or self.raft_iters < 1:
+            raise ConfigError("flow.raft_pairs_per_call must be >= 0 (0: all pairs) and flow.raft_iters >= 1")
         if self.backend.startswith("raft") and self.work_px < 128:
             raise ConfigError("RAFT needs flow.work_px >= 128 (its correlation pyramid downsamples by 8 x 2^3)")
 

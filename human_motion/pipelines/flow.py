@@ -7,6 +7,8 @@ step, and one function (metrics.compute_flow_intensity) turns them into the inte
 
 from __future__ import annotations
 
+import pathlib
+
 import cv2
 import numpy as np
 
@@ -40,7 +42,8 @@ class OpenCVFlow:
 
 
 class RaftFlow:
-    """torchvision RAFT (small or large), all frame pairs of a window in one batch.
+    """torchvision RAFT (small or large), the frame pairs of a window in one batch (or chunks of
+    ``flow.raft_pairs_per_call``), in fp32 or under fp16/bf16 autocast. Loaded once per Ray actor.
 
     Weights: ``flow.raft_weights`` (a local state dict, .pth or .safetensors) or torchvision's default weights,
     which come from its cache (``TORCH_HOME``) or are downloaded once.
@@ -57,34 +60,60 @@ class RaftFlow:
         default = optical_flow.Raft_Large_Weights.DEFAULT if large else optical_flow.Raft_Small_Weights.DEFAULT
         if cfg.raft_weights:
             self.model = builder(weights=None)
-            self.model.load_state_dict(load_state_dict(cfg.raft_weights))
+            try:
+                self.model.load_state_dict(load_state_dict(cfg.raft_weights))
+            except RuntimeError as e:  # missing/unexpected keys or shapes: usually small weights for large
+                raise ValueError(f"flow.raft_weights={cfg.raft_weights} is not a {cfg.backend} state dict: "
+                                 f"{str(e).splitlines()[0]}") from e
+            weights = pathlib.Path(cfg.raft_weights).name
         else:
-            self.model = builder(weights=default)
+            try:
+                self.model = builder(weights=default)
+            except OSError as e:  # offline and not in TORCH_HOME's cache
+                raise RuntimeError(f"cannot load torchvision's {default} weights ({e}); download them once "
+                                   "(python -c 'import torchvision; torchvision.models.optical_flow."
+                                   f"{builder.__name__}(weights=\"DEFAULT\")') or set flow.raft_weights to a local "
+                                   "file") from e
+            weights = str(default)
         if cfg.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
             self.device = cfg.device
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("flow.device=cuda but no CUDA device is visible here (under Ray, give the flow stage "
+                               "flow.num_gpus > 0)")
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
         if self.device == "cpu" and self.dtype == torch.float16:
             raise ValueError("flow.precision=fp16 needs CUDA; use fp32 or bf16 on CPU")
+        if self.device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True  # every call has the same shapes (work_px, pairs per window)
         self.model = self.model.eval().to(self.device)
         self.iters = cfg.raft_iters
+        self.pairs_per_call = cfg.raft_pairs_per_call
         self.name = cfg.backend
-        self.version = torchvision.__version__
+        self.version = f"torchvision {torchvision.__version__} {weights} {cfg.precision} iters={cfg.raft_iters}"
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """frames (t, h, w, 3) uint8 RGB, h and w multiples of 8 -> flows (t-1, h, w, 2) in pixels (fp32)."""
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (t, 3, h, w)
-        x = (x / 127.5 - 1.0).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            flows = self.model(x[:-1], x[1:], num_flow_updates=self.iters)[-1]  # (t-1, 2, h, w)
-        return flows.float().permute(0, 2, 3, 1).cpu().numpy()
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()  # (t, 3, h, w)
+        x = x / 127.5 - 1.0  # torchvision's RAFT transforms: [-1, 1]
+        step = self.pairs_per_call or len(x) - 1
+        out = []
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype,
+                                                    enabled=self.dtype != torch.float32):
+            for i in range(0, len(x) - 1, step):
+                j = min(i + step, len(x) - 1)
+                out.append(self.model(x[i:j], x[i + 1:j + 1], num_flow_updates=self.iters)[-1].float())  # (p, 2, h, w)
+        return torch.cat(out).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def load_state_dict(path: str) -> dict:
     """A state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
     import torch
 
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"flow.raft_weights: no file {path}")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
