@@ -9,8 +9,9 @@ Backends, each offline here, with the paper's model as an option:
 - text: ``mser`` (default; OpenCV MSER character candidates, kept when their size, fill, stroke width, ink
   uniformity and contrast look like lettering, chained into horizontal lines of >= 4; the face box is ignored.
   On the demo and development media (66 frames) it finds no text; it finds burned-in captions, subtitles and
-  lower-third banners at 512 px in every case tried, small channel logos in most, 1-px-thin text rarely) or ``easyocr`` (the OCR the
-  paper names; ``pip install easyocr``, with ``quality.easyocr_model_dir`` holding its detector weights offline);
+  lower-third banners at 512 px in every case tried, small channel logos in most, 1-px-thin text rarely) or
+  ``easyocr`` (the OCR the paper names; ``pip install easyocr``, with ``quality.easyocr_model_dir`` holding its
+  detector weights offline);
 - image quality: ``sharpness`` (default; variance of the Laplacian on the face region at a fixed 256 px scale,
   mapped to 0..1 by v / (v + sharpness_ref)) or ``clip_iqa`` (CLIP-IQA's antonym prompts, "Good photo." vs
   "Bad photo.", with any CLIP checkpoint through transformers: a hub id or a local folder in

@@ -176,7 +176,8 @@ class VFHQSource:
         out = []
         for dirpath, dirnames, filenames in os.walk(self.meta_dir, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            out += [pathlib.Path(dirpath) / f for f in sorted(filenames) if f.startswith("Clip+") and f.endswith(".txt")]
+            out += [pathlib.Path(dirpath) / f for f in sorted(filenames)
+                    if f.startswith("Clip+") and f.endswith(".txt")]
         if not out:
             raise ConfigError(f"source {self.name!r}: no Clip+*.txt meta files under {str(self.meta_dir)!r}")
         return out

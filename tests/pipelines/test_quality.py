@@ -23,8 +23,8 @@ FACE = np.array([100, 75, 410, 435], np.float32)  # face box of face_frames(512,
 def frame(text: str | None = None, side: int = 512) -> np.ndarray:
     f = face_frames(side, side, 0.25, (0.2, 0.15, 0.8, 0.85))[0].copy()
     if text:
-        cv2.putText(f, text, (int(0.04 * side), int(0.96 * side)), cv2.FONT_HERSHEY_SIMPLEX, side / 512, (255, 255, 255),
-                    max(1, side // 256))
+        cv2.putText(f, text, (int(0.04 * side), int(0.96 * side)), cv2.FONT_HERSHEY_SIMPLEX, side / 512,
+                    (255, 255, 255), max(1, side // 256))
     return f
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import pathlib
 
-import pytest
-
 from corpora import FAST_SETS, read_rejects, read_samples, write_face_image
 from human_motion.cli import main
 from human_motion.pipelines.config import SourceConfig
