@@ -1,0 +1,64 @@
+"""Face Similarity with the offline dlib embedder on a real face, and intensity fidelity on videos whose motion the
+test controls."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from human_motion.eval.config import FaceSimConfig, IntensityConfig
+from human_motion.eval.intensity_fidelity import IntensityMeter, fidelity_stats, plot_fidelity
+from tests.eval.conftest import pan_video
+
+
+@pytest.fixture(scope="module")
+def face_sim():
+    from human_motion.eval.face_similarity import FaceSimilarity
+
+    return FaceSimilarity(FaceSimConfig())  # mediapipe detector + dlib 128-d embedder, shipped by packages
+
+
+def test_reference_video_scores_one_and_counts_faceless_frames(face_sim, astronaut):
+    import matplotlib.cbook
+    from skimage.transform import resize
+
+    blank = np.full_like(astronaut, 128)
+    result = face_sim.score(astronaut, np.stack([astronaut, astronaut, blank]))
+    assert result["face_similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert result["frames_with_face"] == 2 and result["frames_without_face"] == 1
+    # Another person scores lower than the same photo.
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        import PIL.Image
+
+        hopper = np.asarray(PIL.Image.open(f).convert("RGB"))
+    hopper = (resize(hopper, (512, 437)) * 255).astype(np.uint8)
+    other = face_sim.score(astronaut, hopper[None])["face_similarity"]
+    assert other is not None and other < 0.9
+
+
+def test_no_reference_face(face_sim, astronaut):
+    result = face_sim.score(np.full_like(astronaut, 128), astronaut[None])
+    assert result["face_similarity"] is None and "reference" in result["face_error"]
+
+
+def test_intensity_fidelity_of_controlled_pans(astronaut, tmp_path):
+    meter = IntensityMeter(IntensityConfig())  # DIS at 256 px, reported at 512 px (the build's defaults)
+    asked = [0, 2, 5, 10, 16]
+    measured = [meter.measure(pan_video(astronaut, k)) for k in asked]
+    stats = fidelity_stats(asked, measured)
+    assert stats["spearman"] == pytest.approx(1.0)
+    assert stats["mae"] < 0.5  # pixels per step
+    assert stats["by_asked"]["10"]["mean"] == pytest.approx(10, rel=0.05)
+    plot_fidelity(asked, measured, tmp_path / "fid.png", "test")
+    assert (tmp_path / "fid.png").stat().st_size > 1000
+    json.dumps(stats)  # plain data
+
+
+def test_fidelity_stats_edge_cases():
+    stats = fidelity_stats([5, 5], [4, 6])
+    assert stats["spearman"] is None and stats["mae"] == 1.0  # correlation undefined for one asked value
+    stats = fidelity_stats([0, 5, 10, 20], [1, 0, 3, 2])
+    # ranks [2, 1, 4, 3]: rho = 1 - 6 * 4 / (4 * 15) = 0.6; MAE = (1 + 5 + 7 + 18) / 4
+    assert stats["spearman"] == pytest.approx(0.6) and stats["mae"] == pytest.approx(7.75)
