@@ -99,7 +99,7 @@ def server():
             url = body["messages"][0]["content"][0]["image_url"]["url"]
             assert url.startswith("data:image/jpeg;base64,")
             img = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
-            value = int(round(img.mean() / 50.0)) * 50
+            value = self.server.forced_value or int(round(img.mean() / 50.0)) * 50
             seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body, "value": value})
             if value == 250:
                 self.send_response(500)
@@ -119,9 +119,10 @@ def server():
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.forced_value = None  # set to answer every request as if its image had this brightness
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen, httpd
     httpd.shutdown()
     httpd.server_close()
 
@@ -134,7 +135,7 @@ def endpoint_stage(url, monkeypatch, **extra):
 
 
 def test_endpoint_captioner_against_a_local_server(server, monkeypatch):
-    url, seen = server
+    url, seen, _ = server
     stage = endpoint_stage(url, monkeypatch)
     rows = stage.process_rows([make_row(v) for v in (50, 100, 150, 200, 250)])
     by = {r.record["clip_id"]: r.record for r in rows}
@@ -169,7 +170,7 @@ def test_endpoint_captioner_against_a_local_server(server, monkeypatch):
 
 
 def test_endpoint_static_sample_sends_one_image_and_missing_key_is_a_config_error(server, monkeypatch):
-    url, seen = server
+    url, seen, _ = server
     stage = endpoint_stage(url, monkeypatch)
     [row] = stage.process_rows([make_row(50, static=True, n=1)])
     assert row.ok and len(seen[0]["body"]["messages"][0]["content"]) == 2
@@ -178,6 +179,30 @@ def test_endpoint_static_sample_sends_one_image_and_missing_key_is_a_config_erro
     with pytest.raises(ConfigError, match="HM_TEST_KEY"):
         Caption(small_build_config(**{"caption.backend": "endpoint", "caption.model": "m",
                                       "caption.endpoint_url": url, "caption.api_key_env": "HM_TEST_KEY"}))
+
+
+@pytest.mark.parametrize("value,status", [(50, "ok"), (100, "caption_invalid")])
+def test_build_with_the_endpoint_captioner_writes_captions_or_rejects(server, monkeypatch, tmp_path, value, status):
+    """A one-clip build in this process: the model's caption lands in the shard's json and index, or the window in
+    rejects.parquet with the reason and detail."""
+    import pyarrow.parquet as pq
+
+    from human_motion.pipelines.build import build
+
+    url, _, httpd = server
+    httpd.forced_value = value
+    monkeypatch.setenv("HM_TEST_KEY", "sekret")
+    cfg = small_build_config(**{"caption.backend": "endpoint", "caption.model": "m", "caption.endpoint_url": url,
+                                "caption.api_key_env": "HM_TEST_KEY", "caption.retry_backoff_s": 0,
+                                "caption.max_retries": 1, "sources.demo.limit": 1})
+    build(cfg, str(tmp_path / "out"))
+    if status == "ok":
+        index = pq.read_table(tmp_path / "out" / "index.parquet").to_pylist()
+        assert index and all(r["action"] == "smiling" for r in index)
+    else:
+        rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+        caption = [r for r in rejects if r["reason"] == "caption_invalid"]
+        assert caption and all(r["stage"] == "caption" and "attempt 2/2" in r["detail"] for r in caption)
 
 
 # --- transformers: a tiny Qwen2-VL --------------------------------------------------------------------------------
