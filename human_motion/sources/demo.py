@@ -25,7 +25,7 @@ from human_motion.types import ClipSpec
 
 SIZE_PX = 512
 VIDEO_FPS = 8.0  # twice the sampling rate, so the decoder really subsamples
-DURATION_S = 4.25  # one 16-frame window at 4 fps
+WINDOW_S = 4.0  # one 16-frame window at 4 fps
 FACE_FILL = 0.45  # face box side / frame side after framing
 
 
@@ -67,10 +67,12 @@ def _framing(img: np.ndarray, face: tuple[float, float, float]) -> tuple[np.ndar
     return m, scale
 
 
-def render(img: np.ndarray, face: tuple[float, float, float], motion: str, strength: float) -> np.ndarray:
-    """Frames (t, 512, 512, 3) of one demo clip. ``strength``: pan px/step, zoom %/step, rotate deg/step."""
+def render(img: np.ndarray, face: tuple[float, float, float], motion: str, strength: float,
+           windows: int = 1) -> np.ndarray:
+    """Frames (t, 512, 512, 3) of one demo clip of ``windows`` 4-second windows (plus a quarter second, so the
+    last window is whole). ``strength``: pan px/step, zoom %/step, rotate deg/step."""
     base, _ = _framing(img, face)
-    n = int(round(DURATION_S * VIDEO_FPS))
+    n = int(round((windows * WINDOW_S + 0.25) * VIDEO_FPS))
     steps = np.arange(n) / (VIDEO_FPS / 4.0)  # time in sampled steps (4 fps)
     frames = []
     for t in steps:
@@ -92,7 +94,8 @@ def render(img: np.ndarray, face: tuple[float, float, float], motion: str, stren
 
 class DemoSource:
     """Options: ``pan_px`` (pan speeds, pixels per step), ``zoom_pct`` and ``rotate_deg`` (one clip each per photo,
-    0 to skip), ``rejects`` (include the two photos that must be rejected, default true)."""
+    0 to skip), ``windows`` (4-second windows per clip, default 1), ``photos`` (subset of astronaut, hopper),
+    ``rejects`` (include the two photos that must be rejected, default true)."""
 
     def __init__(self, name: str, cfg: SourceConfig, work_dir: pathlib.Path):
         self.name = name
@@ -101,6 +104,10 @@ class DemoSource:
         self.zoom_pct = float(cfg.options.get("zoom_pct", 3.0))
         self.rotate_deg = float(cfg.options.get("rotate_deg", 3.0))
         self.rejects = bool(cfg.options.get("rejects", True))
+        self.windows = int(cfg.options.get("windows", 1))
+        self.photos = cfg.options.get("photos")
+        if self.windows < 1:
+            raise ValueError("demo source: options.windows must be >= 1")
 
     def specs(self) -> Iterator[ClipSpec]:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -108,15 +115,18 @@ class DemoSource:
         if not photos:
             raise RuntimeError("demo source: scikit-image and matplotlib sample photos are missing; reinstall them")
         for photo, (path, face) in sorted(photos.items()):
+            if self.photos is not None and photo not in self.photos:
+                continue
             img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             clips = [("pan", v) for v in self.pan_px]
             clips += [("zoom", self.zoom_pct)] if self.zoom_pct > 0 else []
             clips += [("rotate", self.rotate_deg)] if self.rotate_deg > 0 else []
             for motion, strength in clips:
-                name = f"{photo}_{motion}_{strength:g}.mp4"
+                suffix = f"_x{self.windows}" if self.windows > 1 else ""
+                name = f"{photo}_{motion}_{strength:g}{suffix}.mp4"
                 target = self.dir / name
                 if not target.exists():
-                    write_mp4(str(target), render(img, face, motion, strength), VIDEO_FPS)
+                    write_mp4(str(target), render(img, face, motion, strength, self.windows), VIDEO_FPS)
                 unit = {"pan": "px_per_step", "zoom": "pct_per_step", "rotate": "deg_per_step"}[motion]
                 yield ClipSpec(self.name, name, str(target),
                                labels={"photo": photo, "motion": motion, unit: strength})
