@@ -6,8 +6,9 @@ Backends (``caption.backend``):
   Qwen2.5-VL, LLaVA, ...), from a hub id or a local folder; the rows of a Ray batch go through one ``generate``.
 - ``vllm``: the same models through vLLM's offline ``LLM.chat`` (imported only when chosen; install vLLM on the GPU
   nodes yourself), for throughput.
-- ``endpoint``: any OpenAI-compatible ``/chat/completions`` server (vLLM's and SGLang's servers, hosted APIs); images are
-  base64 JPEG data URLs; the API key is read from the environment variable that ``caption.api_key_env`` names.
+- ``endpoint``: any OpenAI-compatible ``/chat/completions`` server (vLLM's and SGLang's servers, hosted APIs);
+  images are base64 JPEG data URLs; the API key is read from the environment variable that ``caption.api_key_env``
+  names.
 
 The model sees ``caption.num_frames`` frames spread over the window and answers ``{"action": ..., "description":
 ...}``. :func:`parse_answer` validates the answer: control characters stripped, the action a short lower-case phrase

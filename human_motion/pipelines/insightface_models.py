@@ -2,8 +2,8 @@
 
 A model pack is insightface's own layout, ``<root>/models/<pack>/*.onnx`` (``buffalo_l``: ``det_10g.onnx`` SCRFD-10G,
 ``w600k_r50.onnx`` ArcFace R50 on WebFace600K, plus landmark and attribute models this project does not use).
-``faces.insightface_root`` names ``<root>`` (``null``: ``~/.insightface``, insightface's default); a folder that holds the
-``.onnx`` files directly also works. A missing pack is fetched by insightface's own ``ensure_available`` when the
+``faces.insightface_root`` names ``<root>`` (``null``: ``~/.insightface``, insightface's default); a folder that holds
+the ``.onnx`` files directly also works. A missing pack is fetched by insightface's own ``ensure_available`` when the
 machine is online; offline, the error says where the files must go.
 
 Models load through ``insightface.model_zoo.get_model`` (it recognises the task from the ONNX graph) once per Ray actor,

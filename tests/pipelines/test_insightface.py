@@ -41,7 +41,8 @@ class FakeScrfd(torch.nn.Module):
         outs = []
         for stride in (8, 16, 32):
             k = (DET_PX // stride) ** 2 * 2
-            scores, boxes, kps = np.full((k, 1), 0.01, np.float32), np.ones((k, 4), np.float32), np.zeros((k, 10), np.float32)
+            scores = np.full((k, 1), 0.01, np.float32)
+            boxes, kps = np.ones((k, 4), np.float32), np.zeros((k, 10), np.float32)
             if stride == 8:
                 a = (CELL[1] * (DET_PX // 8) + CELL[0]) * 2
                 scores[a], scores[a + 1] = 0.9, 0.6
