@@ -52,7 +52,9 @@ def providers(device: str = "auto") -> list[str]:
     if device == "cuda" and "CUDAExecutionProvider" not in available:
         raise RuntimeError("faces.device=cuda but onnxruntime has no CUDAExecutionProvider; install onnxruntime-gpu "
                            f"(available providers: {available})")
-    if device != "cpu" and "CUDAExecutionProvider" in available:
+    # Ray hides the GPUs from actors without num_gpus (CUDA_VISIBLE_DEVICES=""): a CUDA session would fail there.
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES") == ""
+    if device != "cpu" and "CUDAExecutionProvider" in available and not (hidden and device == "auto"):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 

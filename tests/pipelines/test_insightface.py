@@ -166,3 +166,19 @@ def test_build_with_insightface_embedder_says_so_in_the_sample(pack, tmp_path):
         emb = np.load(io.BytesIO(tf.extractfile(next(n for n in names if n.endswith("arcface.npy"))).read()))
     assert meta["id_embedding"] == {"kind": "arcface", "dim": 512, "backend": "insightface:tiny/rec_tiny.onnx"}
     assert emb.shape == (512,) and emb.dtype == np.float32
+
+
+def test_cuda_provider_when_available_and_visible(monkeypatch):
+    import onnxruntime
+
+    from human_motion.pipelines.insightface_models import providers
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers("cpu") == ["CPUExecutionProvider"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a Ray actor without num_gpus
+    assert providers() == ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        providers("cuda")
