@@ -33,7 +33,8 @@ class DoverScorer:
             from dover.models import DOVER
         except ImportError as e:
             raise ImportError("the DOVER score needs the `dover` package of the VQAssessment/DOVER repository "
-                              f"(clone it, then `pip install .`; it reads videos with decord); missing {e.name!r}") from e
+                              "(clone it, then `pip install .`; it reads videos with decord); "
+                              f"missing {e.name!r}") from e
         with open(config_path, encoding="utf-8") as f:
             opt = yaml.safe_load(f)
         self.torch, self.decompose = torch, spatial_temporal_view_decomposition

@@ -61,6 +61,8 @@ def markdown_table(summary: dict) -> str:
         if agg[k].get("not_reported"):
             lines.append(f"{name}: not reported ({agg[k]['not_reported']}).")
     lines += ["", "## Backends", ""] + [f"- {k}: {v}" for k, v in summary["backends"].items()]
+    if summary.get("caveats"):
+        lines += ["", "## Comparability with the paper", ""] + [f"- {c}" for c in summary["caveats"]]
     fid = summary.get("intensity_fidelity")
     if fid:
         lines += ["", "## Intensity fidelity", "",
@@ -69,7 +71,8 @@ def markdown_table(summary: dict) -> str:
         if fid["n"]:
             rho = "n/a" if fid["spearman"] is None else f"{fid['spearman']:.3f}"
             r = "n/a" if fid["pearson"] is None else f"{fid['pearson']:.3f}"
-            lines += ["| Spearman ρ | Pearson r | MAE (px/step) |", "|---|---|---|", f"| {rho} | {r} | {fid['mae']:.3f} |",
+            lines += ["| Spearman ρ | Pearson r | MAE (px/step) |", "|---|---|---|",
+                      f"| {rho} | {r} | {fid['mae']:.3f} |",
                       "", "| asked | videos | measured mean | measured std |", "|---|---|---|---|"]
             lines += [f"| {a} | {v['n']} | {v['mean']:.3f} | {v['std']:.3f} |" for a, v in fid["by_asked"].items()]
             if fid.get("plot"):

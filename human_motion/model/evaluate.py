@@ -90,6 +90,7 @@ class Scorers:
     intensity: object | None = None
     not_reported: dict = dataclasses.field(default_factory=dict)
     backends: dict = dataclasses.field(default_factory=dict)
+    caveats: list = dataclasses.field(default_factory=list)  # why a value is not comparable with the paper's
 
 
 def make_scorers(cfg: EvalConfig) -> Scorers:
@@ -106,11 +107,16 @@ def make_scorers(cfg: EvalConfig) -> Scorers:
 
         s.face = FaceSimilarity(cfg.face)
         s.backends["face_similarity"] = s.face.name
+        if s.face.embedder.kind != "arcface":
+            s.caveats.append(f"Face Similarity uses {s.face.embedder.kind} embeddings, not ArcFace as the paper: "
+                             "same-person cosines run higher; compare only with runs of the same embedder "
+                             "(face.embedder=insightface for the paper's).")
     if "clip" in want:
         from human_motion.eval.clip_scores import ClipScorer
 
         s.clip = ClipScorer(cfg.clip.model, resolve_device(cfg.clip.device), cfg.clip.batch_size)
         s.backends["clip"] = s.clip.name
+        s.caveats.append("CLIP-I/CLIP-T: the paper does not name its CLIP model; values depend on it.")
     if "dynamic_degree" in want:
         from human_motion.eval.vbench import make_dynamic_degree_flow
 
@@ -118,6 +124,9 @@ def make_scorers(cfg: EvalConfig) -> Scorers:
         s.backends["dynamic_degree"] = getattr(s.dynamic_flow, "name", cfg.dynamic_degree.backend)
         if cfg.dynamic_degree.backend == "dis":
             s.backends["dynamic_degree"] += " (NOT VBench's RAFT: not comparable with published values)"
+            s.caveats.append("Dynamic Degree ran on OpenCV DIS flow, not VBench's RAFT.")
+        elif cfg.dynamic_degree.backend != "raft_large" or cfg.dynamic_degree.raft_iters != 20:
+            s.caveats.append("Dynamic Degree: VBench runs RAFT-large (raft-things) with 20 iterations.")
     if "motion_smoothness" in want:
         if cfg.smoothness.amt_weights:
             from human_motion.eval.vbench import AmtInterpolator
@@ -214,6 +223,7 @@ def evaluate(cfg: EvalConfig, items: list[EvalItem], out: str | pathlib.Path, sc
         "aggregate": aggregate(rows, s.not_reported),
         "not_reported": s.not_reported,
         "backends": s.backends,
+        "caveats": s.caveats,
         "intensity_fidelity": None,
         "unlisted": list(unlisted),
         "config": to_dict(cfg),

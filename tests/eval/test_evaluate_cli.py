@@ -131,3 +131,23 @@ def test_bad_inputs_are_one_line_errors(eval_set, tmp_path, capsys):
     assert "intensity must be a number" in capsys.readouterr().err
     assert main(["eval", str(eval_set / "videos"), "--prompts", str(bad), "--set", "metrics=[fvd]"]) == 2
     assert "unknown 'fvd'" in capsys.readouterr().err
+
+
+def test_injected_interpolator_is_aggregated(eval_set, tmp_path):
+    """The orchestration with a TRIVIAL interpolator (test only, not AMT-S): a still video scores ~1."""
+    from human_motion.config import load_config
+    from human_motion.eval.config import EvalConfig
+    from human_motion.eval.inputs import read_eval_set
+    from human_motion.model.evaluate import Scorers, evaluate
+
+    items, _ = read_eval_set(eval_set / "prompts.jsonl", eval_set / "videos", eval_set / "refs")
+    still = [i for i in items if i.video == "still.mp4"]
+    mean = lambda a, b: ((a.astype(np.uint16) + b) // 2).astype(np.uint8)  # noqa: E731
+    scorers = Scorers(interpolator=mean, backends={"motion_smoothness": "neighbour mean (TEST ONLY)"},
+                      not_reported={"dover": "needs DOVER weights"})
+    summary = evaluate(load_config(EvalConfig), still, tmp_path, scorers=scorers)
+    assert summary["aggregate"]["motion_smoothness"]["value"] == pytest.approx(1.0, abs=2e-3)
+    assert summary["aggregate"]["face_similarity"]["value"] is None  # no face scorer given: no value
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| this run"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "not reported" and abs(float(cells[2]) - 1.0) < 2e-3 and cells[6] == "n/a"

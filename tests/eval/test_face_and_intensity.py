@@ -62,3 +62,20 @@ def test_fidelity_stats_edge_cases():
     stats = fidelity_stats([0, 5, 10, 20], [1, 0, 3, 2])
     # ranks [2, 1, 4, 3]: rho = 1 - 6 * 4 / (4 * 15) = 0.6; MAE = (1 + 5 + 7 + 18) / 4
     assert stats["spearman"] == pytest.approx(0.6) and stats["mae"] == pytest.approx(7.75)
+
+
+def test_face_similarity_through_an_arcface_pack(astronaut, tmp_path):
+    """The paper's embedder path (insightface ArcFace from a model-pack folder), with a pack the test exports:
+    mediapipe's 5 points align the face, the tiny ArcFace embeds it; the reference as a video scores 1."""
+    from human_motion.eval.face_similarity import FaceSimilarity
+    from tests.pipelines.test_insightface import TinyArcface, export
+
+    folder = tmp_path / "models" / "tiny"
+    folder.mkdir(parents=True)
+    export(TinyArcface(), folder / "rec_tiny.onnx", (1, 3, 112, 112), 1, True)
+    sim = FaceSimilarity(FaceSimConfig(embedder="insightface", insightface_root=str(tmp_path),
+                                       insightface_pack="tiny"))
+    assert sim.embedder.kind == "arcface"
+    result = sim.score(astronaut, np.stack([astronaut, astronaut[:, ::-1]]))
+    assert result["frames_with_face"] == 2 and -1 <= result["face_similarity"] <= 1
+    assert sim.score(astronaut, astronaut[None])["face_similarity"] == pytest.approx(1.0, abs=1e-5)
