@@ -118,3 +118,35 @@ def test_bf16_and_gradient_checkpointing_smoke(tmp_path):
     log = [r for r in read_log(out) if "loss" in r]
     assert [r["step"] for r in log] == [1, 2] and all(r["loss"] == r["loss"] for r in log)  # finite, not NaN
     assert MotionCharacterAdapter.from_pretrained(out / "adapter").dtype == torch.float32  # trainable kept in fp32
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
+    """A real kill: `hm train` in a subprocess gets SIGKILL once its first checkpoint is complete."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shards = write_shards(tmp_path / "shards", num_video=3, num_static=1)
+    args = ["train", str(shards), "--config", "train_tiny", *QUIET]  # 4 steps, checkpoints at 2 and 4
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread as here: the same float sums
+    proc = subprocess.Popen([sys.executable, "-m", "human_motion.cli", *args, "--out", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "b" / "checkpoints" / "checkpoint-2" / "train_state_rank0.json"
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists()
+    assert main([*args, "--out", str(tmp_path / "b"), "--resume", "latest"]) == 0
+
+    losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
+    assert losses[0] == losses[1] and sorted(losses[0]) == [1, 2, 3, 4]
+    a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
