@@ -101,3 +101,30 @@ def test_smoothness_scoring_known_error():
     # A linear brightness ramp is interpolated exactly by the mean: perfectly smooth.
     ramp = np.stack([np.full((8, 8, 3), 10 * i, np.uint8) for i in range(9)])
     assert motion_smoothness(ramp, _mean_interpolator)["motion_smoothness"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_amt_interpolator_plumbing_with_random_weights(tmp_path, astronaut):
+    """AmtInterpolator on VBench's own AMT-S code with random weights the test saves (plumbing only: random weights
+    interpolate nothing sensible). Runs where `pip install vbench omegaconf` was done; skipped otherwise."""
+    import os
+
+    import cv2
+    import torch
+
+    pytest.importorskip("omegaconf")
+    pytest.importorskip("vbench.third_party.amt.utils.build_utils")
+    import vbench
+    from omegaconf import OmegaConf
+    from vbench.third_party.amt.utils.build_utils import build_from_cfg
+
+    from human_motion.eval.vbench import AmtInterpolator
+
+    config = os.path.join(os.path.dirname(vbench.__file__), "third_party", "amt", "cfgs", "AMT-S.yaml")
+    torch.manual_seed(0)
+    torch.save({"state_dict": build_from_cfg(OmegaConf.load(config).network).state_dict()}, tmp_path / "amt-s.pth")
+    interpolate = AmtInterpolator(config, str(tmp_path / "amt-s.pth"), "cpu")
+    frame = cv2.resize(astronaut, (96, 80))  # not a multiple of 16: padded and unpadded again
+    middle = interpolate(frame, frame)
+    assert middle.shape == frame.shape and middle.dtype == np.uint8
+    assert motion_smoothness(np.stack([frame] * 5), interpolate)["interpolated_frames"] == 2
