@@ -254,12 +254,15 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
         if not accelerator.sync_gradients:
             continue
         step += 1
-        last_loss = float(accelerator.reduce(loss.detach(), reduction="mean"))
-        if step % cfg.train.log_every_steps == 0:
-            log({"step": step, "loss": last_loss, "loss_region": float(loss_region.detach()),
-                 "loss_id": float(loss_id.detach()),
-                 "lr": lr_scheduler.get_last_lr()[0], "static": int(batch["static"].sum()),
-                 "bad_samples": sum(dataset.bad.counts.values()), "elapsed_s": round(time.time() - start_time, 3)})
+        if step % cfg.train.log_every_steps == 0:  # every rank reaches this at the same steps (collectives)
+            losses = torch.stack([loss.detach(), loss_region.detach(), loss_id.detach()]).float()
+            losses = accelerator.reduce(losses, reduction="mean").tolist()
+            counts = torch.tensor([int(batch["static"].sum()), sum(dataset.bad.counts.values())], device=device)
+            counts = accelerator.reduce(counts, reduction="sum").tolist()
+            last_loss = losses[0]
+            log({"step": step, "loss": losses[0], "loss_region": losses[1], "loss_id": losses[2],
+                 "lr": lr_scheduler.get_last_lr()[0], "static": counts[0], "bad_samples": counts[1],
+                 "elapsed_s": round(time.time() - start_time, 3)})
         if step % cfg.train.checkpointing_steps == 0 or step == cfg.train.max_train_steps:
             save_checkpoint(accelerator, out, step, next_slot, cfg.train.checkpoints_total_limit)
             validate(step)

@@ -150,3 +150,35 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
     a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
     assert all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_resumes_exactly(tmp_path):
+    """DDP through accelerate (gloo on CPU, 2 processes): per-rank data positions, and a resume from checkpoint-2
+    ends with the same adapter as the uninterrupted run."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shards = write_shards(tmp_path / "shards", num_video=3, num_static=2, corrupt=1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+
+    def launch(out, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "human_motion.cli", "train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(out),
+               *extra]
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+
+    launch(tmp_path / "a")
+    checkpoint = tmp_path / "a" / "checkpoints" / "checkpoint-2"
+    assert {p.name for p in checkpoint.glob("train_state_rank*.json")} == {"train_state_rank0.json",
+                                                                             "train_state_rank1.json"}
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(checkpoint, tmp_path / "b" / "checkpoints" / "checkpoint-2")
+    launch(tmp_path / "b", "--resume", "latest")
+    a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
+    assert {k: v for k, v in losses[0].items() if k > 2} == losses[1]
