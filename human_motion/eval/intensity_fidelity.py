@@ -4,7 +4,8 @@ Each video's intensity is measured with the build's own flow code (``pipelines.f
 Eq. 5-7 on consecutive frames, magnitudes in pixels per step at ``out_px``), the same units the model was trained on.
 Frames that are not square are centre-cropped to a square first (the build's crops are square). Against the asked
 intensities: Spearman's rho (the claim is monotone control), Pearson's r, the mean absolute error, per-asked-value
-means, and a scatter plot.
+means, and a scatter plot. When the set holds the same (reference, prompt, action, seed) at several intensities, as
+``--protocol`` makes it, the same checks within each such group: content held fixed, only the slider moved.
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def fidelity_stats(asked, measured) -> dict:
     out["by_asked"] = {f"{a:g}": {"n": int((asked == a).sum()), "mean": float(measured[asked == a].mean()),
                                   "std": float(measured[asked == a].std())} for a in np.unique(asked)}
     return out
+
+
+def within_group_stats(groups: dict) -> dict:
+    """Per group of videos that differ only in the asked intensity: Spearman's rho, and whether the measured
+    intensity rises strictly with the asked one. ``groups``: key -> [(asked, measured), ...]."""
+    from scipy import stats
+
+    rhos, monotone = [], []
+    for pairs in groups.values():
+        pairs = sorted(pairs)
+        asked = np.array([a for a, _ in pairs], np.float64)
+        measured = np.array([m for _, m in pairs], np.float64)
+        if len(np.unique(asked)) < 2:
+            continue
+        if np.ptp(measured) > 0:
+            rhos.append(float(stats.spearmanr(asked, measured).statistic))
+        means = [measured[asked == a].mean() for a in np.unique(asked)]
+        monotone.append(bool(np.all(np.diff(means) > 0)))
+    return {"groups": len(monotone), "mean_spearman": float(np.mean(rhos)) if rhos else None,
+            "fraction_monotone": float(np.mean(monotone)) if monotone else None}
 
 
 def plot_fidelity(asked, measured, path: str | pathlib.Path, title: str) -> None:

@@ -75,6 +75,12 @@ def markdown_table(summary: dict) -> str:
                       f"| {rho} | {r} | {fid['mae']:.3f} |",
                       "", "| asked | videos | measured mean | measured std |", "|---|---|---|---|"]
             lines += [f"| {a} | {v['n']} | {v['mean']:.3f} | {v['std']:.3f} |" for a, v in fid["by_asked"].items()]
+            wg = fid.get("within_group") or {}
+            if wg.get("groups"):
+                rho = "n/a" if wg["mean_spearman"] is None else f"{wg['mean_spearman']:.3f}"
+                lines += ["", f"Within {wg['groups']} groups that differ only in the asked intensity (same reference, "
+                          f"prompt, action, seed): mean Spearman ρ {rho}; measured mean rises strictly with the asked "
+                          f"value in {100 * wg['fraction_monotone']:.0f}% of groups."]
             if fid.get("plot"):
                 lines += ["", f"![measured vs asked intensity]({fid['plot']})"]
     if summary.get("unlisted"):

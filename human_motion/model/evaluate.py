@@ -229,11 +229,17 @@ def evaluate(cfg: EvalConfig, items: list[EvalItem], out: str | pathlib.Path, sc
         "config": to_dict(cfg),
     }
     if s.intensity is not None:
-        from human_motion.eval.intensity_fidelity import fidelity_stats, plot_fidelity
+        from human_motion.eval.intensity_fidelity import fidelity_stats, plot_fidelity, within_group_stats
 
         pairs = [(r["intensity_asked"], r["intensity_measured"]) for r in rows
                  if r.get("intensity_asked") is not None and r.get("intensity_measured") is not None]
         fid = fidelity_stats([a for a, _ in pairs], [m for _, m in pairs]) if pairs else {"n": 0}
+        groups: dict = {}
+        for r in rows:  # the same reference, prompt, action and seed at several asked intensities
+            if r.get("intensity_asked") is not None and r.get("intensity_measured") is not None:
+                key = json.dumps([r.get("ref"), r.get("prompt"), r.get("action"), r.get("seed")])
+                groups.setdefault(key, []).append((r["intensity_asked"], r["intensity_measured"]))
+        fid["within_group"] = within_group_stats(groups)
         fid["units"] = s.intensity.units
         if pairs:
             plot_fidelity([a for a, _ in pairs], [m for _, m in pairs], out / "intensity_fidelity.png",

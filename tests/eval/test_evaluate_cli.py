@@ -107,6 +107,8 @@ def test_protocol_generates_then_scores(astronaut, tmp_path, monkeypatch):
     assert len(rows) == 8 and all((out / "videos" / r["video"]).is_file() for r in rows)
     fid = json.loads((out / "results.json").read_text())["intensity_fidelity"]
     assert fid["n"] == 8 and fid["spearman"] > 0.95 and fid["mae"] < 1.0
+    assert fid["within_group"] == {"groups": 2, "mean_spearman": pytest.approx(1.0), "fraction_monotone": 1.0}
+    assert "measured mean rises strictly" in (out / "table.md").read_text()
     # A second run finds every video and generates nothing.
     FakePipeline.calls = []
     assert main(argv) == 0 and FakePipeline.calls == []

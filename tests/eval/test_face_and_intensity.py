@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from human_motion.eval.config import FaceSimConfig, IntensityConfig
-from human_motion.eval.intensity_fidelity import IntensityMeter, fidelity_stats, plot_fidelity
+from human_motion.eval.intensity_fidelity import IntensityMeter, fidelity_stats, plot_fidelity, within_group_stats
 from tests.eval.conftest import pan_video
 
 
@@ -79,3 +79,10 @@ def test_face_similarity_through_an_arcface_pack(astronaut, tmp_path):
     result = sim.score(astronaut, np.stack([astronaut, astronaut[:, ::-1]]))
     assert result["frames_with_face"] == 2 and -1 <= result["face_similarity"] <= 1
     assert sim.score(astronaut, astronaut[None])["face_similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_within_group_stats():
+    groups = {"a": [(0, 0.1), (5, 4.0), (10, 9.0)], "b": [(0, 3.0), (5, 2.0), (10, 8.0)], "c": [(5, 1.0)]}
+    stats = within_group_stats(groups)
+    assert stats["groups"] == 2  # "c" has one asked value: no comparison
+    assert stats["fraction_monotone"] == 0.5 and stats["mean_spearman"] == pytest.approx((1.0 + 0.5) / 2)
