@@ -19,7 +19,8 @@ import pathlib
 import re
 
 from human_motion.config import ConfigError
-from human_motion.media import IMAGE_EXTENSIONS, read_image, write_mp4
+from human_motion.eval.inputs import load_reference
+from human_motion.media import IMAGE_EXTENSIONS, write_mp4
 
 
 def load_pipeline(checkpoint: str, device: str):
@@ -102,7 +103,7 @@ def generate_set(pipe, jobs: list[dict], refs_dir: str | pathlib.Path, out: path
         if path.exists():
             continue
         if job["ref"] not in refs:
-            refs[job["ref"]] = read_image(str(pathlib.Path(refs_dir) / job["ref"]))
+            refs[job["ref"]] = load_reference(pathlib.Path(refs_dir) / job["ref"])
         result = pipe(reference_image=refs[job["ref"]], prompt=job["prompt"], action=job["action"],
                       intensity=job["intensity"], num_frames=pcfg.num_frames, height=pcfg.height, width=pcfg.width,
                       num_inference_steps=pcfg.num_inference_steps, guidance_scale=pcfg.guidance_scale,

@@ -18,9 +18,9 @@ import time
 
 from human_motion.config import ConfigError, load_config, resolve_config_path, to_dict
 from human_motion.eval.config import EvalConfig, resolve_device
-from human_motion.eval.inputs import EvalItem, read_eval_set, read_video
+from human_motion.eval.inputs import EvalItem, load_reference, read_eval_set, read_video
 from human_motion.eval.report import aggregate, write_outputs
-from human_motion.media import MediaError, read_image
+from human_motion.media import MediaError
 
 
 def add_arguments(parser) -> None:
@@ -166,7 +166,7 @@ def _score_item(item: EvalItem, s: Scorers, refs: dict) -> dict:
         key = str(item.ref_path)
         if key not in refs:
             try:
-                refs[key] = read_image(key)
+                refs[key] = load_reference(key)
             except MediaError as e:
                 refs[key] = e
         reference = None if isinstance(refs[key], MediaError) else refs[key]

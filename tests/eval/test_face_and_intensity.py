@@ -86,3 +86,13 @@ def test_within_group_stats():
     stats = within_group_stats(groups)
     assert stats["groups"] == 2  # "c" has one asked value: no comparison
     assert stats["fraction_monotone"] == 0.5 and stats["mean_spearman"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_large_reference_photos_are_downscaled(tmp_path):
+    import cv2
+
+    from human_motion.eval.inputs import REFERENCE_MAX_SIDE_PX, load_reference
+
+    big = np.zeros((3000, 5000, 3), np.uint8)  # a stock-photo original: over media.read_image's default limit
+    cv2.imwrite(str(tmp_path / "big.jpg"), big)
+    assert load_reference(tmp_path / "big.jpg").shape == (1229, REFERENCE_MAX_SIDE_PX, 3)
