@@ -14,14 +14,14 @@ def _offline(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="module")
 def _threads():
     # One intra-op thread: on a CPU shared with other jobs, two OpenMP threads wait on each other and tiny models
     # run 10-20x slower; results are also bitwise reproducible only at a fixed thread count.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)  # the rest of the suite keeps its own setting
+    torch.set_num_threads(before)  # tests outside tests/model keep their own setting
 
 
 def tiny_model_config(**overrides) -> ModelConfig:
