@@ -158,7 +158,11 @@ class TransformersBackend:
             raise ConfigError(f"{cfg.model}: the processor has no chat template; use an instruction-tuned model")
         self.processor.tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
         self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=dtype, **cfg.model_kwargs)
-        self.model = self.model.to(self.device).eval()
+        if "device_map" in cfg.model_kwargs:  # accelerate placed it (a model larger than one GPU)
+            self.device = str(self.model.device)
+        else:
+            self.model = self.model.to(self.device)
+        self.model.eval()
 
     def generate(self, requests: list[CaptionRequest], attempt: int) -> list[str | Exception]:
         from PIL import Image
