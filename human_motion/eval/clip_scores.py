@@ -22,8 +22,15 @@ class ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         self.torch = torch
-        self.model = CLIPModel.from_pretrained(model).eval().to(device)
-        self.processor = CLIPProcessor.from_pretrained(model)
+        try:
+            self.model = CLIPModel.from_pretrained(model).eval().to(device)
+            self.processor = CLIPProcessor.from_pretrained(model)
+        except OSError as e:  # not cached and offline, or a folder without the files
+            from human_motion.config import ConfigError
+
+            raise ConfigError(f"CLIP model {model!r} cannot be loaded ({str(e).splitlines()[0]}); set clip.model to a "
+                              "local folder with a CLIPModel and its CLIPProcessor, or --set metrics=[...] without "
+                              "clip") from None
         self.device = device
         self.batch_size = batch_size
         self.name = model

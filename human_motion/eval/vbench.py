@@ -84,7 +84,13 @@ class VBenchRaft:
             self.weights = weights
         else:  # the port of RAFT's raft-things.pth (VBench's weights); torchvision's cache or one download
             enum = optical_flow.Raft_Large_Weights.C_T_V1 if large else optical_flow.Raft_Small_Weights.C_T_V1
-            self.model = builder(weights=enum)
+            try:
+                self.model = builder(weights=enum)
+            except OSError as e:  # offline, no cached copy (URLError is an OSError)
+                from human_motion.config import ConfigError
+
+                raise ConfigError(f"Dynamic Degree: cannot load torchvision's {enum} ({e}); save its state dict on a "
+                                  "machine with network and set dynamic_degree.raft_weights=PATH") from None
             self.weights = f"torchvision {enum}"
         self.torch = torch
         self.device = device

@@ -153,3 +153,10 @@ def test_injected_interpolator_is_aggregated(eval_set, tmp_path):
     row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| this run"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "not reported" and abs(float(cells[2]) - 1.0) < 2e-3 and cells[6] == "n/a"
+
+
+def test_missing_clip_model_is_a_one_line_error(eval_set, tmp_path, capsys):
+    rc = main(["eval", str(eval_set / "videos"), "--refs", str(eval_set / "refs"), "--prompts",
+               str(eval_set / "prompts.jsonl"), "--out", str(tmp_path), "--set", f"clip.model={tmp_path / 'none'}",
+               "--set", "metrics=[clip]"])
+    assert rc == 2 and "cannot be loaded" in capsys.readouterr().err
