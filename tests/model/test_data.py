@@ -95,3 +95,10 @@ def test_synthetic_dataset():
     ds = get_dataset(data_cfg(dataset_type="synthetic"), tiny_model_config(), None, seed=0)
     batch, slot = take(ds, 1, batch_size=3)[0]
     assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and slot == 3
+
+
+def test_static_ratio_extremes(shards):
+    only_static = take(get_dataset(data_cfg(static_ratio=1.0), tiny_model_config(), str(shards), seed=0), 2)
+    only_video = take(get_dataset(data_cfg(static_ratio=0.0), tiny_model_config(), str(shards), seed=0), 2)
+    assert all(b["static"].all() for b, _ in only_static)
+    assert not any(b["static"].any() for b, _ in only_video)

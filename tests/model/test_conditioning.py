@@ -1,0 +1,38 @@
+"""The conditions a batch gives the UNet: dropout semantics and the token layout."""
+
+from __future__ import annotations
+
+import torch
+
+from human_motion.model.conditioning import encode_conditions, unconditional
+from human_motion.model.config import DataConfig
+from human_motion.model.data import collate, get_dataset
+
+from .conftest import tiny_model_config
+
+
+def test_dropout_flags_zero_the_right_inputs(tiny_components):
+    cfg = DataConfig(dataset_type="synthetic", resolution=32, num_frames=4, face_size=32)
+    samples = [s for _, s in zip(range(3), (s for _, s in get_dataset(cfg, tiny_model_config(), None, 0).samples()))]
+    samples[1]["drop_image"] = True  # no identity at all
+    samples[2]["drop_clip"] = True  # the paper's CLIP-embedding dropout: ArcFace stays
+    cond = encode_conditions(tiny_components, collate(samples), num_action_tokens=6, device="cpu")
+    assert cond["id_embeds"][0].abs().sum() > 0 and cond["clip_embeds"][0].abs().sum() > 0
+    assert cond["id_embeds"][1].abs().sum() == 0 and cond["clip_embeds"][1].abs().sum() == 0
+    assert cond["id_embeds"][2].abs().sum() > 0 and cond["clip_embeds"][2].abs().sum() == 0
+    assert cond["text_embeds"].shape == (3, 77, 32) and cond["action_embeds"].shape == (3, 6, 32)
+
+    states = tiny_components.adapter.encoder_hidden_states(**cond, num_frames=4)  # (b * f, l, d)
+    assert states.shape == (12, 77 + 4 + 6 + 4, 32)
+    torch.testing.assert_close(states[4, :77], cond["text_embeds"][1])  # one row per frame, text first
+
+    empty = torch.zeros(1, 77, 32)
+    uncond = unconditional(cond, empty)
+    assert uncond["text_embeds"].abs().sum() == 0 and uncond["id_embeds"].abs().sum() == 0
+    assert torch.equal(uncond["intensity"], cond["intensity"])  # guidance keeps the motion request
+
+
+def test_intensity_tokens_tell_intensities_apart(tiny_components):
+    tokens = tiny_components.adapter.intensity_embedding(torch.tensor([0.0, 5.0, 10.0, 20.0]))  # (4, n, d)
+    distances = torch.cdist(tokens.flatten(1), tokens.flatten(1))
+    assert (distances + torch.eye(4) > 1e-3).all()
