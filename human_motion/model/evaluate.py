@@ -94,7 +94,15 @@ class Scorers:
 
 
 def make_scorers(cfg: EvalConfig) -> Scorers:
-    """Load each requested metric's model once; metrics without weights are recorded as not reported."""
+    """Load each requested metric's model once; metrics without weights are recorded as not reported. A model that
+    was asked for but cannot be loaded (missing package or file) stops the run with one line."""
+    try:
+        return _make_scorers(cfg)
+    except (ImportError, FileNotFoundError) as e:
+        raise ConfigError(f"{type(e).__name__}: {e}") from None
+
+
+def _make_scorers(cfg: EvalConfig) -> Scorers:
     s = Scorers()
     want = set(cfg.metrics)
     for key in ("face_similarity", "dynamic_degree", "motion_smoothness", "dover"):

@@ -160,3 +160,12 @@ def test_missing_clip_model_is_a_one_line_error(eval_set, tmp_path, capsys):
                str(eval_set / "prompts.jsonl"), "--out", str(tmp_path), "--set", f"clip.model={tmp_path / 'none'}",
                "--set", "metrics=[clip]"])
     assert rc == 2 and "cannot be loaded" in capsys.readouterr().err
+
+
+def test_weights_without_their_code_is_a_one_line_error(eval_set, tmp_path, capsys):
+    args = ["eval", str(eval_set / "videos"), "--refs", str(eval_set / "refs"), "--prompts",
+            str(eval_set / "prompts.jsonl"), "--out", str(tmp_path)]
+    rc = main(args + ["--set", "metrics=[dover]", "--set", "dover.config=d.yml", "--set", "dover.weights=d.pth"])
+    assert rc == 2 and "VQAssessment/DOVER" in capsys.readouterr().err
+    rc = main(args + ["--set", "metrics=[dover]", "--set", "dover.weights=d.pth"])
+    assert rc == 2 and "go together" in capsys.readouterr().err
