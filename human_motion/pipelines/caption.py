@@ -13,6 +13,8 @@ moves to the image's right).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from human_motion.pipelines.config import BuildConfig
@@ -141,11 +143,16 @@ class Caption(Stage):
     def process_rows(self, rows: list[Row]) -> list[Row]:
         """With a multimodal captioner, the accepted rows of a batch are captioned together (one generate call,
         or parallel requests), then each row is finished by ``process``."""
-        if self.captioner is not None:
-            todo = [r for r in rows if r.ok and r.frames is not None]
-            requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
-                        for r in todo]
-            self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
+        if self.captioner is None:
+            return super().process_rows(rows)
+        todo = [r for r in rows if r.ok and r.frames is not None]
+        start = time.perf_counter()
+        requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
+                    for r in todo]
+        self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
+        elapsed = time.perf_counter() - start
+        for r in todo:  # the batch's model time, shared among its rows (the stage's timing covers process only)
+            r.add_time(self.name, elapsed / len(todo))
         try:
             return super().process_rows(rows)
         finally:
