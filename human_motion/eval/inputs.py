@@ -83,9 +83,14 @@ def read_eval_set(prompts_jsonl: str | pathlib.Path, videos_dir: str | pathlib.P
 
 def read_video(path: str | pathlib.Path) -> tuple[np.ndarray, float]:
     """Every frame of a video, (t, h, w, 3) uint8 RGB, and its frame rate (raises MediaError)."""
+    import av
+
     with open_video(str(path)) as container:
         info = probe_video(container)
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        try:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        except av.error.FFmpegError as e:
+            raise MediaError("decode_failed", str(e)) from None
     if not frames:
         raise MediaError("decode_failed", "no frames")
     return np.stack(frames), info.fps
