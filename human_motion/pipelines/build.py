@@ -48,15 +48,23 @@ def _stage_classes() -> dict[str, type]:
             "encode": Encode}
 
 
+# Keys that change how a build runs but never what it writes: a resumed build may change them freely.
+RUNTIME_KEYS = {
+    "*": ("batch_size", "concurrency", "num_cpus", "num_gpus", "device"),
+    "flow": ("raft_pairs_per_call",),
+    "caption": ("request_timeout_s", "max_parallel_requests", "retry_backoff_s"),
+    "sink": ("mode",),
+}
+
+
 def fingerprint(cfg: BuildConfig) -> dict:
-    """The parts of the config that decide the outputs (resources and Ray settings excluded)."""
+    """The parts of the config that decide the outputs (resources, devices and Ray settings excluded)."""
     data = to_dict(cfg)
     data.pop("ray", None)
-    data["sink"].pop("mode", None)
-    for section in ("decode", "quality", "faces", "flow", "caption", "encode"):
-        for k in ("batch_size", "concurrency", "num_cpus", "num_gpus"):
-            data.get(section, {}).pop(k, None)
-    data.get("flow", {}).pop("device", None)
+    for section, values in data.items():
+        if isinstance(values, dict):
+            for k in RUNTIME_KEYS["*"] + RUNTIME_KEYS.get(section, ()):
+                values.pop(k, None)
     return data
 
 

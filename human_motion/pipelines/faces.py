@@ -57,12 +57,12 @@ class Faces(Stage):
         filled = [kps5[i] if kps5[i] is not None else kps5[min(usable, key=lambda u: abs(u - i))]
                   for i in range(len(kps5))]
         aligned = align_face(frames[ref], filled[ref], self.cfg.faces.face_size_px)
-        embedding = self.embedder.embed(frames[ref], boxes[ref], filled[ref])
-
-        # Identity switch: embed a few frames spread over the window and compare with the reference.
-        others = [i for i in np.linspace(0, len(frames) - 1, self.cfg.faces.id_check_frames + 2).round().astype(int)
-                  if i != ref and faces["present"][i]]
-        cosines = [float(embedding @ self.embedder.embed(frames[i], boxes[i], filled[i])) for i in sorted(set(others))]
+        # Identity switch: embed a few frames spread over the window besides the reference, and compare.
+        others = sorted({int(i) for i in np.linspace(0, len(frames) - 1, self.cfg.faces.id_check_frames + 2).round()
+                         if i != ref and faces["present"][int(i)]})
+        embeddings = self._embed([ref, *others], frames, boxes, filled)
+        embedding = embeddings[0]
+        cosines = [float(embedding @ e) for e in embeddings[1:]]
         scores = row.record["scores"]
         scores["id_min_cos"] = min(cosines) if cosines else 1.0
         faces.update(landmarks5=[k.tolist() for k in filled], features=features, reference_frame=ref)
@@ -79,6 +79,13 @@ class Faces(Stage):
         if failed:
             raise StageError(*failed)
         return [row]
+
+    def _embed(self, idx: list[int], frames: np.ndarray, boxes: np.ndarray, kps: list) -> np.ndarray:
+        """Embeddings (n, D) of the faces of frames ``idx``: one batched call when the embedder has one (ArcFace
+        on a GPU), else one call per face (dlib)."""
+        if hasattr(self.embedder, "embed_batch"):
+            return self.embedder.embed_batch([(frames[i], kps[i]) for i in idx])
+        return np.stack([self.embedder.embed(frames[i], boxes[i], kps[i]) for i in idx])
 
 
 def _reference_frame(features: list[dict | None], usable: list[int], det_scores: list[float]) -> int:

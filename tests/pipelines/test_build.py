@@ -204,3 +204,11 @@ def test_sigkill_and_resume_gives_exactly_the_uninterrupted_samples(tmp_path, ex
     keys = [s["__key__"] for s in wds.WebDataset(sorted(map(str, killed.glob("0*.tar"))), shardshuffle=False)]
     assert sorted(keys) == sorted(expected) and len(keys) == len(set(keys))
     assert not list(killed.glob("*.tmp"))
+
+
+def test_runtime_settings_do_not_block_a_resume(demo_build, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(demo_build, out)
+    cfg = small_build_config(**{"flow.concurrency": 2, "faces.num_cpus": 1, "caption.request_timeout_s": 5})
+    summary = build(cfg, str(out))  # every shard is done: nothing to redo, and no config complaint
+    assert summary["samples"] == len(pq.read_table(out / "index.parquet"))
