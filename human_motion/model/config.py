@@ -71,6 +71,9 @@ class DataConfig:
     shuffle_buffer: int = 64
     max_bad_fraction: float = 0.5  # stop when more than this share of read samples is bad (after 20 reads)
     num_synthetic_samples: int = 8
+    # A subset of the shards' samples to train on: the output of `hm select` (.txt keys, .parquet or .csv with a
+    # `key` column), e.g. an intensity-balanced subset. Other samples are passed over (not counted as bad).
+    keys_file: str | None = None
 
     def __post_init__(self):
         for name in ("flip_prob", "text_drop_prob", "image_drop_prob", "clip_drop_prob"):

@@ -195,6 +195,26 @@ def list_shards(shards: str) -> list[str]:
     return list(wds.shardlists.expand_urls(shards))
 
 
+def read_keys(path: str) -> frozenset[str]:
+    """Sample keys from `hm select`'s output: .txt (first column), or a `key` column of .parquet / .csv."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"data.keys_file {path!r} does not exist; write one with `hm select BUILD --out FILE`")
+    if p.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        keys = pq.read_table(p, columns=["key"]).column("key").to_pylist()
+    elif p.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        keys = pacsv.read_csv(p).column("key").to_pylist()
+    else:
+        keys = [line.split("\t")[0].strip() for line in p.read_text().splitlines() if line.strip()]
+    if not keys:
+        raise ConfigError(f"data.keys_file {path!r} lists no keys")
+    return frozenset(keys)
+
+
 class SlotDataset:
     """Base of both datasets: deterministic slots, rank split, ordered decoding on a thread pool, batching."""
 
@@ -258,6 +278,7 @@ class ShardDataset(SlotDataset):
     def __init__(self, shards: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.urls = list_shards(shards)
+        self.keys = read_keys(self.cfg.keys_file) if self.cfg.keys_file else None
 
     def _stream(self, static: bool | None, stream_id: int) -> Iterator[dict]:
         """Raw samples of one kind (``None``: both), forever: each epoch shuffles the shard order, then a buffer."""
@@ -271,6 +292,8 @@ class ShardDataset(SlotDataset):
             buffer, seen = [], 0
             for raw in pipeline:
                 if static is not None and ("mp4" not in raw) != static:
+                    continue
+                if self.keys is not None and raw.get("__key__") not in self.keys:
                     continue
                 seen += 1
                 buffer.append(raw)

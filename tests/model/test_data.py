@@ -102,3 +102,20 @@ def test_static_ratio_extremes(shards):
     only_video = take(get_dataset(data_cfg(static_ratio=0.0), tiny_model_config(), str(shards), seed=0), 2)
     assert all(b["static"].all() for b, _ in only_static)
     assert not any(b["static"].any() for b, _ in only_video)
+
+
+def test_keys_file_restricts_training_to_a_selected_subset(shards, tmp_path):
+    """`hm select` writes keys; the loader then reads only those samples (others are passed over, not bad)."""
+    import webdataset as wds
+
+    from human_motion.model.data import list_shards
+
+    keys = sorted(s["__key__"] for s in wds.WebDataset(list_shards(str(shards)), shardshuffle=False)
+                  if "mp4" in s and s["__key__"])[:2]
+    path = tmp_path / "subset.txt"
+    path.write_text("".join(f"{k}\t1.0\n" for k in keys))
+    ds = get_dataset(data_cfg(keys_file=str(path)), tiny_model_config(), str(shards), seed=0)
+    seen = [sample["key"] for (_, sample), _ in zip(ds.samples(), range(6)) if sample is not None]
+    assert seen and set(seen) <= set(keys)
+    with pytest.raises(ConfigError, match="does not exist"):
+        get_dataset(data_cfg(keys_file=str(tmp_path / "none.txt")), tiny_model_config(), str(shards), seed=0)
