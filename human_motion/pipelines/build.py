@@ -157,6 +157,9 @@ def run_stages_ray(cfg: BuildConfig, rows: list[Row]):
         ds = ds.map_batches(
             classes[name], fn_constructor_kwargs={"cfg": cfg}, batch_size=res.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=res.concurrency), num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+            # Ray Data restarts actors and retries their tasks forever by default: a clip that crashes a native
+            # library would then loop. Bounded retries turn it into an error (finished shards stay done).
+            max_restarts=cfg.ray.max_retries, max_task_retries=cfg.ray.max_retries,
         )
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
         yield from rows_from_batch(batch)
