@@ -1,0 +1,416 @@
+"""``MotionCharacterPipeline``: a reference face, a prompt, an action phrase and an intensity in, a video out.
+
+A diffusers ``DiffusionPipeline`` with one ``__call__`` (diffusers argument names), loaded from a folder saved by
+``hm train`` (the run folder, one of its ``checkpoints/checkpoint-N``, or its ``adapter/``)::
+
+    pipe = MotionCharacterPipeline.from_pretrained("runs/mc")
+    pipe.to("cuda", torch.float16)                     # fp32 on the CPU unless .to() says otherwise
+    out = pipe(reference_image=rgb, prompt="a woman in a park", action="smiling", intensity=5.0,
+               generator=torch.Generator().manual_seed(0))
+    out.frames                                          # (num_frames, height, width, 3) uint8
+
+The reference face is found and aligned by the build's own stages (``pipelines/decode.py`` picks the main face,
+scores second faces and crops; ``pipelines/faces.py`` aligns it and embeds the identity), so the model sees the
+same kind of reference crop and embedding it was trained on; no face or several faces raise
+:class:`ReferenceFaceError`. Sampling is the DDIM + classifier-free-guidance loop of ``validation.sample_clips``:
+the unconditional branch drops text and identity and keeps action and intensity (what the dropouts train).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from human_motion.config import ConfigError
+from human_motion.model.components import decode_latents, encode_clip_image, encode_text
+from human_motion.model.conditioning import MotionCharacterModel, unconditional
+
+# The paper's sampling settings (Sec. 4.1): 16 frames at 512x512, 30 DDIM steps, guidance 8.0.
+PAPER_NUM_FRAMES = 16
+PAPER_SIZE = 512
+PAPER_STEPS = 30
+PAPER_GUIDANCE = 8.0
+
+
+class ReferenceFaceError(ValueError):
+    """The reference image cannot be used: ``reason`` is the build's rejection reason (``no_face``,
+    ``several_faces``, ``small_face``, ``low_confidence``, ...)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class MotionCharacterPipelineOutput(BaseOutput):
+    """``frames``: (num_frames, height, width, 3) uint8 (``output_type="np"``) or (num_frames, 3, height, width)
+    float in [0, 1] (``"pt"``). ``reference_face``: the aligned reference crop the model saw, (S, S, 3) uint8."""
+
+    frames: Any
+    reference_face: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class ReferenceFace:
+    aligned: np.ndarray  # (S, S, 3) uint8: the build's face.jpg content (JPEG round trip included)
+    embedding: np.ndarray  # (D,) float32, L2-normalised
+    box: list[float] | None  # main face box in the input image's pixels (None without the face check)
+    num_faces: int  # faces the detector found (before the second-face size/confidence rules)
+
+
+def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """(run folder with the resolved ``config.json``, adapter folder) for a run folder, a checkpoint folder
+    (``runs/x/checkpoints/checkpoint-N``) or an adapter folder (``runs/x/adapter``)."""
+    path = pathlib.Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"checkpoint {path} does not exist; pass a run folder saved by `hm train`")
+    if (path / "adapter").is_dir():
+        adapter = path / "adapter"
+    elif (path / "diffusion_pytorch_model.safetensors").is_file():
+        adapter = path
+    else:
+        raise ConfigError(f"{path} has no adapter/ folder; pass a run folder saved by `hm train` (or one of its "
+                          "checkpoints/checkpoint-N)")
+    for run in [path, *list(path.parents)[:3]]:
+        cfg = run / "config.json"
+        if cfg.is_file():
+            try:
+                data = json.loads(cfg.read_text())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict) and "model" in data and "train" in data:
+                return run, adapter
+    raise ConfigError(f"no training config.json (written by `hm train`) in {path} or the folders above it")
+
+
+def _to_rgb_array(image) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) array from an array (RGB, gray or RGBA), a PIL image or a file path."""
+    if isinstance(image, (str, pathlib.Path)):
+        from human_motion.media import read_image
+
+        return read_image(str(image))
+    if hasattr(image, "convert"):  # PIL
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise ValueError(f"reference_image must be (H, W, 3) RGB, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+class ReferenceFaces:
+    """The build's face code on one photo: ``Decode`` (detector on a shrunk copy, main face by track/prominence,
+    second faces by relative size and confidence, square crop) then ``Faces`` (FaceMesh landmarks, ArcFace-template
+    alignment, identity embedding), with the build's ``select`` thresholds except the source-resolution floor."""
+
+    def __init__(self, embedding_kind: str, detector: str | None = None, insightface_root: str | None = None,
+                 overrides: list[str] | tuple[str, ...] = ()):
+        from human_motion.config import load_config
+        from human_motion.pipelines.config import BuildConfig
+
+        embedder = {"dlib": "dlib", "arcface": "insightface"}[embedding_kind]
+        sets = [f"faces.embedder={embedder}", "select.min_source_side_px=0"]
+        if detector:
+            sets.append(f"faces.detector={detector}")
+        if insightface_root:
+            sets.append(f"faces.insightface_root={insightface_root}")
+        self.cfg = load_config(BuildConfig, None, [*sets, *overrides])
+        self._decode = self._faces = None
+
+    def _stages(self):
+        if self._decode is None:
+            from human_motion.pipelines.decode import Decode
+            from human_motion.pipelines.faces import Faces
+
+            self._decode, self._faces = Decode(self.cfg), Faces(self.cfg)
+        return self._decode, self._faces
+
+    def __call__(self, rgb: np.ndarray, face_check: bool = True) -> ReferenceFace:
+        from human_motion.media import decode_jpg
+        from human_motion.pipelines.stage import StageError
+        from human_motion.types import Row
+
+        decode, faces = self._stages()
+        if not face_check:
+            return self._as_aligned(rgb, faces)
+        row = Row(0, 0, 1, {"clip_id": "reference"})
+        try:
+            decode._locate_and_crop(row, rgb[None], _NoHint())
+            faces.process(row)
+        except StageError as e:
+            raise ReferenceFaceError(e.reason, _face_message(e, row, decode)) from None
+        embedding = np.load(io.BytesIO(row.blobs["arcface.npy"]), allow_pickle=False).astype(np.float32)
+        crop = row.record["crop"]["source_box"]
+        k = (crop[2] - crop[0]) / self.cfg.decode.size_px
+        box = [float(v * k + crop[i % 2]) for i, v in enumerate(row.record["faces"]["boxes"][0])]
+        return ReferenceFace(decode_jpg(row.blobs["face.jpg"]), embedding, box, len(row.record["detections"][0]))
+
+    def _as_aligned(self, rgb: np.ndarray, faces) -> ReferenceFace:
+        """No detection: the image (centre square) is taken as an already aligned face crop; the embedder reads it
+        with the ArcFace template's landmarks (and the whole image as the box)."""
+        import cv2
+
+        from human_motion.media import decode_jpg, encode_jpg
+        from human_motion.pipelines.face_models import ARCFACE_TEMPLATE_112
+
+        h, w = rgb.shape[:2]
+        side = min(h, w)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        size = self.cfg.faces.face_size_px
+        square = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA
+                            if side > size else cv2.INTER_CUBIC)
+        kps5 = ARCFACE_TEMPLATE_112 * (size / 112.0)
+        embedding = faces.embedder.embed(square, np.array([0, 0, size, size], np.float32), kps5)
+        aligned = decode_jpg(encode_jpg(square, self.cfg.sink.jpeg_quality))
+        return ReferenceFace(aligned, np.asarray(embedding, np.float32), None, 0)
+
+
+class _NoHint:
+    bbox = None  # Decode reads the source's face hint from the clip spec; a photo has none
+
+
+def _face_message(e, row, decode) -> str:
+    detections = (row.record.get("detections") or [[]])[0]
+    detector = getattr(decode.detector, "name", "the detector")
+    if e.reason == "no_face":
+        return (f"no face found in the reference image ({detector}); use a photo with one clearly visible face "
+                "(or --no-face-check / face_check=False for an image that is already an aligned face crop)")
+    if e.reason == "several_faces":
+        return (f"several faces in the reference image ({len(detections)} found by {detector}); crop it to the one "
+                "person whose identity the video should keep")
+    return f"the reference face is not usable: {e.reason} ({e.detail}), the same rule `hm build` applies"
+
+
+class MotionCharacterPipeline(DiffusionPipeline):
+    """Text + reference face + action phrase + intensity -> video, with AnimateDiff + the MotionCharacter adapter.
+
+    Components: ``vae``, ``text_encoder``, ``tokenizer``, ``image_encoder``, ``unet`` (``UNetMotionModel`` with the
+    adapter's processors installed), ``adapter`` (``MotionCharacterAdapter``), ``scheduler`` (DDIM).
+    """
+
+    model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
+    # The adapter's ID projector and intensity MLP run outside the UNet's forward (they build its
+    # encoder_hidden_states); they are small and stay on the accelerator.
+    _exclude_from_cpu_offload = ["adapter"]
+
+    def __init__(self, vae, text_encoder, tokenizer, image_encoder, unet, adapter, scheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, image_encoder=image_encoder,
+                              unet=unet, adapter=adapter, scheduler=scheduler)
+        self.train_config: dict = {}
+        self.reference_faces: ReferenceFaces | None = None
+
+    # ---------------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, face_detector: str | None = None,
+                        insightface_root: str | None = None, torch_dtype: torch.dtype | None = None,
+                        **kwargs) -> "MotionCharacterPipeline":
+        """Load a folder saved by ``hm train``: its resolved ``config.json`` names the base weights (rebuilt with the
+        run's seed for ``tiny``/``random-sd15``), ``adapter/`` the new weights and ``motion_modules/`` (if
+        present) trained motion modules. ``face_detector`` overrides the build's detector (mediapipe);
+        ``insightface_root`` is the model pack for ArcFace-trained (``arcface``) checkpoints."""
+        from human_motion.config import _build
+        from human_motion.model.components import load_components
+        from human_motion.model.config import TrainConfig
+
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        run, adapter_dir = find_run_dir(pretrained_model_name_or_path)
+        data = json.loads((run / "config.json").read_text())
+        cfg = _build(TrainConfig, data)
+        model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
+        c = load_components(model_cfg, run, seed=cfg.train.seed)
+        motion_dir = adapter_dir.parent / "motion_modules"
+        if motion_dir.is_dir():
+            from diffusers import MotionAdapter
+
+            c.unet.load_motion_modules(MotionAdapter.from_pretrained(motion_dir, use_safetensors=True))
+        c.unet.eval()
+        c.adapter.eval()
+        pipe = cls(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter, c.noise_scheduler)
+        pipe.train_config = data
+        pipe.reference_faces = ReferenceFaces(cfg.model.id_embedding_kind, face_detector, insightface_root)
+        pipe.checkpoint_path = str(pathlib.Path(pretrained_model_name_or_path))
+        if torch_dtype is not None:
+            pipe.to(dtype=torch_dtype)
+        return pipe
+
+    # --------------------------------------------------------------------------------------------- memory savers
+    def enable_vae_slicing(self):
+        """Decode the frames one at a time (less peak memory at 16 x 512 x 512)."""
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self):
+        self.vae.disable_slicing()
+
+    # ---------------------------------------------------------------------------------------------- defaults
+    @property
+    def default_num_frames(self) -> int:
+        """The run's training clip length (the paper's 16 for the paper's recipe)."""
+        return int(self.train_config.get("data", {}).get("num_frames", PAPER_NUM_FRAMES))
+
+    @property
+    def default_size(self) -> int:
+        """The run's training resolution (the paper's 512 for the paper's recipe)."""
+        return int(self.train_config.get("data", {}).get("resolution", PAPER_SIZE))
+
+    @property
+    def face_size(self) -> int:
+        return int(self.train_config.get("data", {}).get("face_size", 112))
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    # ---------------------------------------------------------------------------------------------- encoding
+    def prepare_reference(self, reference_image, face_check: bool = True) -> ReferenceFace:
+        """Find, align and embed the face of ``reference_image`` (array, PIL image or path) as the build does."""
+        if self.reference_faces is None:
+            kind = "dlib" if self.adapter.config.id_dim == 128 else "arcface"
+            self.reference_faces = ReferenceFaces(kind)
+        return self.reference_faces(_to_rgb_array(reference_image), face_check=face_check)
+
+    def reference_tensor(self, ref: ReferenceFace) -> torch.Tensor:
+        """The aligned crop as the training data gives it (``data.decode_sample``): (3, S, S) in [-1, 1]."""
+        face = torch.from_numpy(np.array(ref.aligned)).permute(2, 0, 1).float()[None] / 127.5 - 1
+        size = (self.face_size, self.face_size)
+        return F.interpolate(face, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+    @torch.no_grad()
+    def encode_conditions(self, ref: ReferenceFace, prompt: str, action: str, intensity: float,
+                          device, dtype) -> dict:
+        """The keys of ``conditioning.encode_conditions`` for one sample: text (1, 77, d), id (1, D), clip image
+        tokens (1, l, clip_dim), action tokens (1, n_a, d), intensity (1,)."""
+        tok = self.tokenizer
+        text = encode_text(tok, self.text_encoder, [prompt], tok.model_max_length)
+        action_embeds = encode_text(tok, self.text_encoder, [action], self.adapter.config.num_action_tokens)
+        face = self.reference_tensor(ref)[None].to(device)
+        clip = encode_clip_image(self.image_encoder, face)
+        return {
+            "text_embeds": text.to(device, dtype),
+            "id_embeds": torch.from_numpy(ref.embedding)[None].to(device, dtype),
+            "clip_embeds": clip.to(device, dtype),
+            "action_embeds": action_embeds.to(device, dtype),
+            "intensity": torch.tensor([float(intensity)], device=device, dtype=torch.float32),
+        }
+
+    def check_inputs(self, prompt, action, intensity, num_frames, height, width, num_inference_steps):
+        if not isinstance(prompt, str) or not isinstance(action, str):
+            raise ValueError("prompt and action must be strings (one video per call)")
+        if not np.isfinite(float(intensity)) or float(intensity) < 0:
+            raise ValueError(f"intensity must be a finite number >= 0, got {intensity}")
+        multiple = 8
+        if height % multiple or width % multiple or height <= 0 or width <= 0:
+            raise ValueError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
+        max_frames = getattr(self.unet.config, "motion_max_seq_length", None)
+        if num_frames < 1 or (max_frames and num_frames > max_frames):
+            raise ValueError(f"num_frames must be within 1..{max_frames} (the motion modules' positional "
+                             f"encoding), got {num_frames}")
+        if num_inference_steps < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+
+    # ---------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference_image=None,
+        prompt: str = "",
+        action: str = "",
+        intensity: float = 0.0,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = PAPER_STEPS,
+        guidance_scale: float = PAPER_GUIDANCE,
+        negative_prompt: str | None = None,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        face_check: bool = True,
+        reference_face: ReferenceFace | None = None,
+    ):
+        """Sample one video.
+
+        Args:
+            reference_image: the identity, an RGB uint8 array (H, W, 3), a PIL image or a path; its one face is
+                found and aligned like the build's reference faces (``face_check=False``: the image is already an
+                aligned face crop). ``reference_face`` (from :meth:`prepare_reference`) skips that step.
+            prompt: the scene and appearance. action: the action phrase ("smiling", "turning head left").
+            intensity: motion intensity (the shards' optical-flow scale, 0 = static; trained range
+                0..``adapter.config.max_intensity``).
+            num_frames, height, width: default to the run's training size (16 x 512 x 512 in the paper).
+            num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance (paper: 30, 8.0); the
+                unconditional branch drops the text (``negative_prompt`` if given) and the identity, keeping the
+                action and intensity.
+            generator: a torch.Generator (CPU generators work with any device) for repeatable results.
+            output_type: "np" (uint8 frames) or "pt" (float frames in [0, 1]).
+        """
+        num_frames = num_frames or self.default_num_frames
+        height = height or self.default_size
+        width = width or self.default_size
+        self.check_inputs(prompt, action, intensity, num_frames, height, width, num_inference_steps)
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"output_type must be 'np' or 'pt', got {output_type!r}")
+        if reference_face is None:
+            if reference_image is None:
+                raise ValueError("reference_image is required (a photo with one face)")
+            reference_face = self.prepare_reference(reference_image, face_check=face_check)
+
+        device = self._execution_device
+        dtype = self.unet.dtype
+        cond = self.encode_conditions(reference_face, prompt, action, intensity, device, dtype)
+        b = 1
+        use_cfg = guidance_scale > 1.0
+        if use_cfg:
+            tok = self.tokenizer
+            empty = encode_text(tok, self.text_encoder, [negative_prompt or ""], tok.model_max_length)
+            uncond = unconditional(cond, empty.to(device, dtype))
+            model_inputs = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+        else:
+            model_inputs = cond
+
+        scheduler = self.scheduler
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (b, self.vae.config.latent_channels, num_frames, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        else:
+            latents = latents.to(device, torch.float32)
+        latents = latents * scheduler.init_noise_sigma  # (b, c, f, h, w), kept in fp32 between steps
+
+        model = MotionCharacterModel(self.unet, self.adapter)  # what training and validation call
+        with self.progress_bar(total=len(scheduler.timesteps)) as bar:
+            for t in scheduler.timesteps:
+                x = torch.cat([latents] * 2) if use_cfg else latents
+                x = scheduler.scale_model_input(x, t).to(dtype)
+                pred = model(x, t.expand(x.shape[0]), **model_inputs).float()
+                if use_cfg:
+                    pred_uncond, pred_cond = pred.chunk(2)
+                    pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+                latents = scheduler.step(pred, t, latents).prev_sample
+                bar.update()
+
+        video = ((decode_latents(self.vae, latents).float() + 1) / 2).clamp(0, 1)[0]  # (f, 3, H, W)
+        self.maybe_free_model_hooks()
+        if output_type == "np":
+            video = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)  # (f, H, W, 3)
+        else:
+            video = video.cpu()
+        if not return_dict:
+            return (video,)
+        return MotionCharacterPipelineOutput(frames=video, reference_face=reference_face.aligned)
