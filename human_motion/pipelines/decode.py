@@ -15,7 +15,7 @@ import time
 import cv2
 import numpy as np
 
-from human_motion.media import MediaError, iter_sampled_frames, open_video, probe_video, read_image, window_times
+from human_motion.media import iter_sampled_frames, open_video, probe_video, read_image, window_times
 from human_motion.pipelines.config import BuildConfig
 from human_motion.pipelines.face_models import Detection, make_detector
 from human_motion.pipelines.metrics import box_iou, box_side, interpolate_missing, square_crop_box
@@ -181,5 +181,3 @@ def _span(spec: ClipSpec, fps: float, duration_s: float) -> tuple[float, float]:
         end = min(end, duration_s)
     return start, end
 
-
-__all__ = ["Decode", "MediaError"]
