@@ -133,7 +133,11 @@ class Decode(Stage):
         interp = cv2.INTER_AREA if side > d.size_px else cv2.INTER_CUBIC
         crops = np.stack([cv2.resize(f[y0:y1, x0:x1], (d.size_px, d.size_px), interpolation=interp) for f in frames])
         k = d.size_px / side
-        to_crop = lambda p: (p - np.array([x0, y0] * (p.shape[-1] // 2), np.float32)) * k  # noqa: E731
+
+        def to_crop(points: np.ndarray) -> np.ndarray:
+            """Source pixels -> stored-frame pixels, for arrays whose last axis is x, y, x, y..."""
+            return (points - np.array([x0, y0] * (points.shape[-1] // 2), np.float32)) * k
+
         kps = [to_crop(m.kps5.reshape(-1)).reshape(5, 2).tolist() if m and m.kps5 is not None else None for m in main]
         scores["crop_side_px"] = float(side)
         scores["mean_luma"] = float(crops.mean() / 255.0)
