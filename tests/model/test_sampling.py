@@ -1,0 +1,109 @@
+"""``MotionCharacterPipeline`` on a tiny checkpoint saved by `hm train`: loading, defaults, repeatability, the same
+maths as the validation sampler, and the reference-face rules of the build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from human_motion.config import ConfigError
+from human_motion.model.sampling import MotionCharacterPipeline, ReferenceFaceError
+
+from .tiny_run import astronaut, coffee, group_photo, tiny_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pipe(run_dir):
+    torch.set_num_threads(1)
+    p = MotionCharacterPipeline.from_pretrained(run_dir)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(pipe):
+    return pipe.prepare_reference(astronaut())
+
+
+def sample(pipe, reference, seed=0, **kw):
+    kw = {"prompt": "a man in a space suit", "action": "smiling", "intensity": 5.0, "num_inference_steps": 3, **kw}
+    return pipe(reference_face=reference, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+def test_loads_a_run_and_defaults_to_its_training_size(pipe, reference):
+    assert pipe.device.type == "cpu" and pipe.dtype == torch.float32  # fp32 on the CPU unless .to() says otherwise
+    assert (pipe.default_num_frames, pipe.default_size) == (4, 32)  # train_tiny's data.num_frames / resolution
+    out = pipe(reference_image=astronaut(), prompt="a man", action="smiling", intensity=3.0, num_inference_steps=2,
+               generator=torch.Generator().manual_seed(0))
+    assert out.frames.shape == (4, 32, 32, 3) and out.frames.dtype == np.uint8
+    assert out.reference_face.shape == (256, 256, 3)  # the build's aligned face (faces.face_size_px)
+    custom = sample(pipe, reference, num_frames=6, height=40, width=48, num_inference_steps=2)
+    assert custom.frames.shape == (6, 40, 48, 3)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        sample(pipe, reference, height=30)
+
+
+def test_loads_a_checkpoint_folder_and_the_adapter_folder(run_dir, pipe, reference):
+    a = sample(pipe, reference).frames
+    for path in (run_dir / "checkpoints" / "checkpoint-3", run_dir / "adapter"):
+        other = MotionCharacterPipeline.from_pretrained(path)
+        other.set_progress_bar_config(disable=True)
+        np.testing.assert_array_equal(sample(other, reference).frames, a)  # final adapter == last checkpoint
+    with pytest.raises(ConfigError, match="does not exist"):
+        MotionCharacterPipeline.from_pretrained(run_dir / "missing")
+    with pytest.raises(ConfigError, match="no adapter"):
+        MotionCharacterPipeline.from_pretrained(run_dir / "logs")
+
+
+def test_same_seed_same_video_other_seed_or_intensity_another(pipe, reference):
+    a, b = sample(pipe, reference).frames, sample(pipe, reference).frames
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, sample(pipe, reference, seed=1).frames)
+    low, high = (sample(pipe, reference, intensity=v, output_type="pt").frames for v in (0.0, 20.0))
+    assert (low - high).abs().max() > 1e-3
+
+
+def test_same_maths_as_the_validation_sampler(pipe, reference):
+    """The pipeline's DDIM + CFG loop is ``validation.sample_clips`` on the same conditions and noise."""
+    from human_motion.model.components import Components
+    from human_motion.model.conditioning import MotionCharacterModel
+    from human_motion.model.validation import sample_clips
+
+    ours = sample(pipe, reference, guidance_scale=4.0, output_type="pt").frames  # (f, 3, H, W)
+    cond = pipe.encode_conditions(reference, "a man in a space suit", "smiling", 5.0, "cpu", torch.float32)
+    c = Components(pipe.unet, pipe.adapter, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.image_encoder,
+                   pipe.scheduler)
+    theirs = sample_clips(MotionCharacterModel(pipe.unet, pipe.adapter), c, cond, 4, 32, 3, 4.0, seed=0)[0]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_reference_face_found_aligned_and_embedded_like_the_build(reference):
+    x0, y0, x1, y1 = reference.box
+    assert 150 < (x0 + x1) / 2 < 260 and 60 < (y0 + y1) / 2 < 170  # the astronaut's face
+    assert reference.embedding.shape == (128,) and abs(np.linalg.norm(reference.embedding) - 1) < 1e-4
+    assert reference.aligned.shape == (256, 256, 3)
+
+
+def test_no_face_and_several_faces_are_clear_errors(pipe):
+    with pytest.raises(ReferenceFaceError, match="no face found") as e:
+        pipe(reference_image=coffee(), prompt="", action="smiling", intensity=1.0, num_inference_steps=1)
+    assert e.value.reason == "no_face"
+    with pytest.raises(ReferenceFaceError, match="several faces") as e:
+        pipe.prepare_reference(group_photo())
+    assert e.value.reason == "several_faces"
+    unchecked = pipe.prepare_reference(coffee(), face_check=False)  # an image taken as an aligned crop as is
+    assert unchecked.box is None and unchecked.embedding.shape == (128,)
+
+
+def test_bf16_on_request(run_dir, reference):
+    p = MotionCharacterPipeline.from_pretrained(run_dir, torch_dtype=torch.bfloat16)
+    p.set_progress_bar_config(disable=True)
+    assert p.dtype == torch.bfloat16
+    frames = sample(p, reference, num_inference_steps=2).frames
+    assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
