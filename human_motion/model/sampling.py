@@ -42,6 +42,31 @@ PAPER_STEPS = 30
 PAPER_GUIDANCE = 8.0
 
 
+@torch.no_grad()
+def denoise(model, scheduler, cond: dict, uncond: dict | None, noise: torch.Tensor, guidance_scale: float,
+            dtype: torch.dtype | None = None, callback=None) -> torch.Tensor:
+    """DDIM (any diffusers scheduler, ``set_timesteps`` already called) with classifier-free guidance.
+
+    ``model`` is a ``MotionCharacterModel``; ``cond``/``uncond`` hold the keys of ``conditioning.encode_conditions``
+    (``uncond`` None: no guidance); ``noise`` (b, c, f, h, w) is the unscaled initial noise. Latents stay fp32
+    between steps; the model reads them in ``dtype`` (None: as they are, e.g. under autocast). Returns the final
+    latents (b, c, f, h, w). Shared by the pipeline and the validation samples of ``hm train``.
+    """
+    latents = noise * scheduler.init_noise_sigma
+    both = {k: torch.cat([uncond[k], cond[k]]) for k in cond} if uncond is not None else cond
+    for i, t in enumerate(scheduler.timesteps):
+        x = torch.cat([latents] * 2) if uncond is not None else latents
+        x = scheduler.scale_model_input(x, t)
+        pred = model(x if dtype is None else x.to(dtype), t.expand(x.shape[0]), **both).float()
+        if uncond is not None:
+            pred_uncond, pred_cond = pred.chunk(2)
+            pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+        latents = scheduler.step(pred, t, latents).prev_sample
+        if callback is not None:
+            callback(i, t)
+    return latents
+
+
 class ReferenceFaceError(ValueError):
     """The reference image cannot be used: ``reason`` is the build's rejection reason (``no_face``,
     ``several_faces``, ``small_face``, ``low_confidence``, ...)."""
@@ -374,14 +399,11 @@ class MotionCharacterPipeline(DiffusionPipeline):
         dtype = self.unet.dtype
         cond = self.encode_conditions(reference_face, prompt, action, intensity, device, dtype)
         b = 1
-        use_cfg = guidance_scale > 1.0
-        if use_cfg:
+        uncond = None
+        if guidance_scale > 1.0:
             tok = self.tokenizer
             empty = encode_text(tok, self.text_encoder, [negative_prompt or ""], tok.model_max_length)
             uncond = unconditional(cond, empty.to(device, dtype))
-            model_inputs = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-        else:
-            model_inputs = cond
 
         scheduler = self.scheduler
         scheduler.set_timesteps(num_inference_steps, device=device)
@@ -389,21 +411,10 @@ class MotionCharacterPipeline(DiffusionPipeline):
                  width // self.vae_scale_factor)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        else:
-            latents = latents.to(device, torch.float32)
-        latents = latents * scheduler.init_noise_sigma  # (b, c, f, h, w), kept in fp32 between steps
-
         model = MotionCharacterModel(self.unet, self.adapter)  # what training and validation call
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
-            for t in scheduler.timesteps:
-                x = torch.cat([latents] * 2) if use_cfg else latents
-                x = scheduler.scale_model_input(x, t).to(dtype)
-                pred = model(x, t.expand(x.shape[0]), **model_inputs).float()
-                if use_cfg:
-                    pred_uncond, pred_cond = pred.chunk(2)
-                    pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
-                latents = scheduler.step(pred, t, latents).prev_sample
-                bar.update()
+            latents = denoise(model, scheduler, cond, uncond, latents.to(device, torch.float32), guidance_scale,
+                              dtype=dtype, callback=lambda i, t: bar.update())
 
         video = ((decode_latents(self.vae, latents).float() + 1) / 2).clamp(0, 1)[0]  # (f, 3, H, W)
         self.maybe_free_model_hooks()

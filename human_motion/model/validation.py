@@ -1,6 +1,6 @@
 """Validation at each checkpoint: the loss of one fixed batch with fixed noise (a curve free of the timestep lottery
-of the training loss), and a few sampled clips saved as GIFs. Sampling is a plain DDIM loop with classifier-free
-guidance; ``hm generate`` has the full pipeline.
+of the training loss), and a few sampled clips saved as GIFs. Sampling is the DDIM + classifier-free-guidance loop
+of ``MotionCharacterPipeline`` (``sampling.denoise``) on the fixed batch's conditions.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def sample_clips(model, c: Components, cond: dict, num_frames: int, size: int, s
     """DDIM sampling with classifier-free guidance -> frames (b, f, 3, H, W) in [0, 1]."""
     from diffusers import DDIMScheduler
 
+    from human_motion.model.sampling import denoise
+
     device = cond["text_embeds"].device
     scheduler = DDIMScheduler.from_config(c.noise_scheduler.config)
     scheduler.set_timesteps(steps, device=device)
@@ -53,19 +55,12 @@ def sample_clips(model, c: Components, cond: dict, num_frames: int, size: int, s
     latent_size = size // 2 ** (len(c.vae.config.block_out_channels) - 1)
     shape = (b, c.vae.config.latent_channels, num_frames, latent_size, latent_size)
     gen = torch.Generator(device).manual_seed(seed)
-    latents = torch.randn(shape, generator=gen, device=device) * scheduler.init_noise_sigma  # (b, c, f, h, w)
-    use_cfg = guidance_scale > 1.0
-    if use_cfg:
+    noise = torch.randn(shape, generator=gen, device=device)  # (b, c, f, h, w)
+    uncond = None
+    if guidance_scale > 1.0:
         empty = encode_text(c.tokenizer, c.text_encoder, [""], c.tokenizer.model_max_length)
         uncond = unconditional(cond, empty)
-        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-    for t in scheduler.timesteps:
-        if use_cfg:
-            pred_uncond, pred_cond = model(torch.cat([latents] * 2), t.expand(2 * b), **both).chunk(2)
-            model_pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
-        else:
-            model_pred = model(latents, t.expand(b), **cond)
-        latents = scheduler.step(model_pred, t, latents).prev_sample
+    latents = denoise(model, scheduler, cond, uncond, noise, guidance_scale)  # the loop of MotionCharacterPipeline
     return ((decode_latents(c.vae, latents).float() + 1) / 2).clamp(0, 1)  # (b, f, 3, H, W)
 
 

@@ -69,8 +69,29 @@ def test_same_seed_same_video_other_seed_or_intensity_another(pipe, reference):
     assert (low - high).abs().max() > 1e-3
 
 
+def reference_loop(model, c, cond, num_frames, size, steps, guidance_scale, seed):
+    """The DDIM + CFG loop written out (validation.sample_clips before it shared the pipeline's ``denoise``)."""
+    from diffusers import DDIMScheduler
+
+    from human_motion.model.components import decode_latents, encode_text
+    from human_motion.model.conditioning import unconditional
+
+    scheduler = DDIMScheduler.from_config(c.noise_scheduler.config)
+    scheduler.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn((1, 4, num_frames, size // 2, size // 2), generator=gen) * scheduler.init_noise_sigma
+    empty = encode_text(c.tokenizer, c.text_encoder, [""], c.tokenizer.model_max_length)
+    uncond = unconditional(cond, empty)
+    both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+    for t in scheduler.timesteps:
+        pred_uncond, pred_cond = model(torch.cat([latents] * 2), t.expand(2), **both).chunk(2)
+        latents = scheduler.step(pred_uncond + guidance_scale * (pred_cond - pred_uncond), t, latents).prev_sample
+    return ((decode_latents(c.vae, latents).float() + 1) / 2).clamp(0, 1)
+
+
 def test_same_maths_as_the_validation_sampler(pipe, reference):
-    """The pipeline's DDIM + CFG loop is ``validation.sample_clips`` on the same conditions and noise."""
+    """The pipeline's DDIM + CFG loop is ``validation.sample_clips`` (and the loop written out) on the same
+    conditions and noise."""
     from human_motion.model.components import Components
     from human_motion.model.conditioning import MotionCharacterModel
     from human_motion.model.validation import sample_clips
@@ -79,8 +100,10 @@ def test_same_maths_as_the_validation_sampler(pipe, reference):
     cond = pipe.encode_conditions(reference, "a man in a space suit", "smiling", 5.0, "cpu", torch.float32)
     c = Components(pipe.unet, pipe.adapter, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.image_encoder,
                    pipe.scheduler)
-    theirs = sample_clips(MotionCharacterModel(pipe.unet, pipe.adapter), c, cond, 4, 32, 3, 4.0, seed=0)[0]
+    model = MotionCharacterModel(pipe.unet, pipe.adapter)
+    theirs = sample_clips(model, c, cond, 4, 32, 3, 4.0, seed=0)[0]
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours, reference_loop(model, c, cond, 4, 32, 3, 4.0, seed=0)[0], rtol=0, atol=1e-6)
 
 
 def test_reference_face_found_aligned_and_embedded_like_the_build(reference):
