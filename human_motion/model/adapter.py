@@ -136,11 +136,15 @@ class MotionCharacterAdapter(ModelMixin, ConfigMixin):
         return states.repeat_interleave(num_frames, dim=0)  # (b * f, l, d)
 
 
-def set_trainable(unet, adapter: MotionCharacterAdapter, train_motion_modules: bool = False) -> list[nn.Parameter]:
-    """Freeze everything of ``unet`` but the adapter (and AnimateDiff's motion modules if asked); return the
-    parameters to optimise. The adapter's processors live inside ``unet``, so order matters: freeze, then unfreeze."""
+def set_trainable(unet, adapter: MotionCharacterAdapter, train_motion_modules: bool = False,
+                  train_unet: bool = False) -> list[nn.Parameter]:
+    """Freeze everything of ``unet`` but the adapter (and AnimateDiff's motion modules if asked, or the whole UNet
+    with ``train_unet``, for a base trained from scratch); return the parameters to optimise. The adapter's processors
+    live inside ``unet``, so order matters: freeze, then unfreeze."""
     unet.requires_grad_(False)
-    if train_motion_modules:
+    if train_unet:
+        unet.requires_grad_(True)
+    elif train_motion_modules:
         unet.freeze_unet2d_params()  # diffusers: everything frozen but the motion modules
     adapter.requires_grad_(True)
     seen, params = set(), []

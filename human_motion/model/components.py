@@ -102,6 +102,10 @@ def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 
         unet, vae, text_encoder, tokenizer, image_encoder, scheduler = _build_from_configs(cfg, work_dir, seed)
     else:
         unet, vae, text_encoder, tokenizer, image_encoder, scheduler = _load_base(cfg)
+    if cfg.unet:  # a UNet trained with model.train_unet (2D layers and motion modules), before the adapter joins
+        from diffusers import UNetMotionModel
+
+        unet = UNetMotionModel.from_pretrained(cfg.unet, use_safetensors=True)
     if cfg.prediction_type is not None:
         scheduler.register_to_config(prediction_type=cfg.prediction_type)
     if cfg.adapter:
@@ -192,3 +196,26 @@ def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     b, _, f = latents.shape[:3]
     flat = latents.permute(0, 2, 1, 3, 4).flatten(0, 1) / vae.config.scaling_factor  # (b*f, c, h, w)
     return vae.decode(flat.to(vae.dtype)).sample.unflatten(0, (b, f))  # (b, f, 3, H, W)
+
+
+def save_unet(unet, path: str | pathlib.Path) -> None:
+    """Save a ``UNetMotionModel`` without the adapter's processors (those live in ``adapter/``), so that
+    ``UNetMotionModel.from_pretrained(path)`` (``model.unet``) rebuilds it with diffusers' own processors."""
+    from safetensors.torch import save_file
+
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    unet.save_config(path)
+    state = {k: v.detach().contiguous() for k, v in unet.state_dict().items() if ".processor." not in k}
+    save_file(state, str(path / "diffusion_pytorch_model.safetensors"))
+
+
+def load_unet_weights(unet, path: str | pathlib.Path) -> None:
+    """Load ``save_unet``'s weights into a UNet whose adapter processors are installed (strict on the base keys)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(pathlib.Path(path) / "diffusion_pytorch_model.safetensors"))
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if ".processor." not in k]
+    if missing or unexpected:
+        raise ValueError(f"{path}: UNet weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")

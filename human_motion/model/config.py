@@ -42,6 +42,11 @@ class ModelConfig:
     action_scale: float = 1.0  # beta (ours), Eq. 8
     intensity_scale: float = 1.0  # alpha, Eq. 8
     train_motion_modules: bool = False
+    # Train the whole UNet (spatial layers and motion modules) with the adapter: for a base trained from scratch
+    # (benchmarks/intensity_control.py), not for SD 1.5. The run then saves ``unet/`` (the UNetMotionModel without
+    # the adapter's processors) next to ``adapter/``.
+    train_unet: bool = False
+    unet: str | None = None  # a ``unet/`` folder saved by a train_unet run: replaces the base UNet when loading
     prediction_type: str | None = None  # overrides the scheduler's ("epsilon" | "v_prediction")
 
     def __post_init__(self):

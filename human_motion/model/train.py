@@ -22,7 +22,8 @@ import torch
 
 from human_motion.config import ConfigError, load_config, resolve_config_path, to_dict
 from human_motion.model.adapter import MotionCharacterAdapter, set_trainable
-from human_motion.model.components import decode_latents, encode_video, load_components, load_face_embedder
+from human_motion.model.components import (decode_latents, encode_video, load_components, load_face_embedder,
+                                           load_unet_weights, save_unet)
 from human_motion.model.conditioning import MotionCharacterModel, encode_conditions
 from human_motion.model.config import TrainConfig
 from human_motion.model.data import get_dataset
@@ -124,7 +125,7 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     # The face embedder first: a missing ArcFace file should stop the run before gigabytes of base weights load.
     face_embedder = load_face_embedder(cfg.loss.face_embedder).to(device) if cfg.loss.id_weight > 0 else None
     c = load_components(cfg.model, out, seed)
-    params = set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules)
+    params = set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules, cfg.model.train_unet)
     if cfg.train.gradient_checkpointing:
         c.unet.enable_gradient_checkpointing()
     for m in (c.vae, c.text_encoder, c.image_encoder):
@@ -142,7 +143,9 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
             for m in models:
                 m = accelerator.unwrap_model(m)
                 m.adapter.save_pretrained(pathlib.Path(output_dir) / "adapter")
-                if cfg.model.train_motion_modules:
+                if cfg.model.train_unet:
+                    save_unet(m.unet, pathlib.Path(output_dir) / "unet")
+                elif cfg.model.train_motion_modules:
                     m.unet.save_motion_modules(str(pathlib.Path(output_dir) / "motion_modules"))
         while weights:
             weights.pop()
@@ -154,7 +157,9 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
             m = accelerator.unwrap_model(models.pop())
             saved = MotionCharacterAdapter.from_pretrained(pathlib.Path(input_dir) / "adapter", use_safetensors=True)
             m.adapter.load_state_dict(saved.state_dict())  # strict: every key present, none extra
-            if cfg.model.train_motion_modules:
+            if cfg.model.train_unet:
+                load_unet_weights(m.unet, pathlib.Path(input_dir) / "unet")
+            elif cfg.model.train_motion_modules:
                 motion = MotionAdapter.from_pretrained(pathlib.Path(input_dir) / "motion_modules", use_safetensors=True)
                 m.unet.load_motion_modules(motion)
 
@@ -271,7 +276,9 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.adapter.save_pretrained(out / "adapter")
-        if cfg.model.train_motion_modules:
+        if cfg.model.train_unet:
+            save_unet(unwrapped.unet, out / "unet")
+        elif cfg.model.train_motion_modules:
             unwrapped.unet.save_motion_modules(str(out / "motion_modules"))
     accelerator.end_training()
     return {"step": step, "loss": last_loss, "out": str(out), "data": dataset.bad.summary()}

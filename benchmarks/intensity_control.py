@@ -1,0 +1,377 @@
+"""Intensity control end to end at small scale, on a CPU: does the number move the face?
+
+    .venv/bin/python benchmarks/intensity_control.py [--work runs/intensity_control] [--steps 1500]
+
+1. ``hm build`` (in-process) of the demo source: two real face photos (NASA's astronaut, Grace Hopper) panned at
+   0, 2, ..., 20 px per step (at 512 px, 4 fps), 4 windows each, plus their static portraits: 88 clips whose
+   intensity is known and spread over [0, 20], labelled by the build's own DIS flow.
+2. A small base trained for the purpose: a 32x32 -> 16x16x4 ``AutoencoderKL`` fitted to the shard frames for a few
+   minutes (a random VAE does not reconstruct, so nothing could be measured on its output), a random small
+   UNetMotionModel, a tiny random CLIP text/image encoder and a character tokenizer, saved as a local diffusers-style
+   folder that ``model.pretrained_model_name_or_path`` points to.
+3. ``hm train`` twice from scratch with ``human_motion/configs/train_intensity.yaml`` (whole UNet + adapter,
+   ``model.train_unet``): with the Motion Control Module, and the paper's Table 3 ablation without it
+   (``model.intensity_scale=0`` in training and sampling, so the intensity tokens never reach the UNet). Both runs
+   drop every caption and switch the action branch off (``model.action_scale=0``), because the demo captions say
+   "moving from side to side" for the fast pans: the intensity number is the only motion signal either model gets.
+4. A sweep of intensities x seeds through ``MotionCharacterPipeline`` (``hm generate``'s pipeline), each generated
+   clip measured with the build's flow code (``measure_intensity``, OpenCV DIS at the generated 32 px,
+   rescaled to 512 px units like the labels), Spearman and MAE against the asked intensity, and a plot.
+
+Everything is offline (the photos ship with scikit-image and matplotlib) and seeded. Results go to
+``<work>/results.json`` and the plot to ``benchmarks/intensity_control.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+RES = 32  # generated and trained frame side
+NUM_FRAMES = 8  # the first 8 of the 16 stored frames, 4 fps kept (frame_stride 1): labels keep their meaning
+OUT_PX = 512  # the build measures intensity in pixels per step at 512 px
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def hm(*args: str, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "human_motion.cli", *args]
+    log("$ hm " + " ".join(args))
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+# ---------------------------------------------------------------------------------------------------- 1. the data
+def build_shards(work: pathlib.Path, speeds: list[int], windows: int, threads: int) -> pathlib.Path:
+    shards = work / "shards"
+    if (shards / "_build.json").exists() and list(shards.glob("*.tar")):
+        log(f"reusing {shards}")
+        return shards
+    hm("build", "--out", str(shards), "--set", "ray.address=local",
+       "--set", f"sources.demo.options.pan_px=[{','.join(str(s) for s in speeds)}]",
+       "--set", f"sources.demo.options.windows={windows}", "--set", "sources.demo.options.zoom_pct=0",
+       "--set", "sources.demo.options.rotate_deg=0", "--set", "sources.demo.options.rejects=false",
+       "--set", "sources.demo.options.photos=[astronaut,hopper]", threads=threads)
+    return shards
+
+
+def shard_samples(shards: pathlib.Path, num_frames: int, id_kind: str, id_dim: int, flip: float = 0.0):
+    """Every sample of the shards once, decoded at RES by the training data code."""
+    from human_motion.model.config import DataConfig, ModelConfig
+    from human_motion.model.data import get_dataset
+
+    cfg = DataConfig(resolution=RES, num_frames=num_frames, frame_stride=1, flip_prob=flip, face_size=RES,
+                     shuffle_buffer=1, text_drop_prob=0.0, image_drop_prob=0.0, clip_drop_prob=0.0)
+    model = ModelConfig(pretrained_model_name_or_path="tiny", id_embedding_kind=id_kind, id_embedding_dim=id_dim)
+    seen = set()
+    for _, s in get_dataset(cfg, model, str(shards), seed=0).samples(0):
+        if s is None:
+            continue
+        if s["key"] in seen:
+            return
+        seen.add(s["key"])
+        yield s
+
+
+def id_kind_of(shards: pathlib.Path) -> tuple[str, int]:
+    import tarfile
+
+    with tarfile.open(sorted(shards.glob("*.tar"))[0]) as tar:
+        for m in tar:
+            if m.name.endswith(".json"):
+                kind = json.load(tar.extractfile(m))["id_embedding"]["kind"]
+                return kind, {"arcface": 512, "dlib": 128}[kind]
+    raise RuntimeError(f"no samples in {shards}")
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(f, 3, H, W) in [-1, 1] -> (f, H, W, 3) uint8."""
+    return ((frames.permute(0, 2, 3, 1).float().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def measure(frames_uint8: np.ndarray) -> float:
+    """The build's intensity (Eq. 5-7, OpenCV DIS) at the clip's own size, in 512-px pixels per step."""
+    from human_motion.pipelines.flow import OpenCVFlow, measure_intensity
+
+    return float(measure_intensity(frames_uint8, OpenCVFlow("dis"), frames_uint8.shape[1], OUT_PX)[0])
+
+
+# ------------------------------------------------------------------------------------------------- 2. the base model
+def train_vae(frames: torch.Tensor, steps: int, seed: int):
+    """A 32 -> 16 px, 4-channel AutoencoderKL fitted to the shard frames (N, 3, 32, 32) in [-1, 1]."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=16, sample_size=RES, mid_block_add_attention=False)
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    vae.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(frames), (32,), generator=gen)
+        x = frames[idx]
+        flip = torch.rand(len(x), generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        loss = (rec - x).abs().mean() + 1e-6 * post.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step} l1 {float(loss):.4f}")
+    vae.eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(frames[i:i + 256]).latent_dist.mean for i in range(0, len(frames), 256)])
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))  # unit-variance latents, as SD's 0.18215 does
+    return vae
+
+
+def write_base(work: pathlib.Path, shards: pathlib.Path, vae_steps: int, seed: int, id_kind: str,
+               id_dim: int) -> pathlib.Path:
+    """A local diffusers-style base: unet/ vae/ text_encoder/ tokenizer/ scheduler/, plus motion_adapter/ and
+    image_encoder/ folders (the places model.motion_adapter and model.image_encoder point to)."""
+    from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from human_motion.model import tiny
+
+    base = work / "base"
+    if (base / "done").exists():
+        log(f"reusing {base}")
+        return base
+    if not (base / "vae" / "config.json").exists():
+        frames = torch.cat([s["pixel_values"] for s in shard_samples(shards, 16, id_kind, id_dim)])
+        log(f"vae: {len(frames)} frames at {RES} px")
+        t0 = time.time()
+        vae = train_vae(frames, vae_steps, seed)
+        log(f"vae trained in {time.time() - t0:.0f} s, scaling_factor {vae.config.scaling_factor:.3f}")
+        vae.save_pretrained(base / "vae")
+    torch.manual_seed(seed)
+    # Attention (self and cross, where the adapter's processors sit) only at the 8x8 level and the mid block, one head
+    # per 32 channels: on a CPU, many tiny heads at 16x16 cost 3x more per step for no gain at this size.
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=RES // 2, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=tiny.TINY_TEXT_WIDTH, attention_head_dim=(1, 2), norm_num_groups=8,
+    )
+    unet.save_pretrained(base / "unet")
+    MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=1, motion_num_attention_heads=2,
+                  motion_norm_num_groups=8, motion_max_seq_length=32).save_pretrained(base / "motion_adapter")
+    tokenizer = tiny.write_tiny_tokenizer(base / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(**tiny.tiny_text_config(len(tokenizer)))).save_pretrained(base / "text_encoder")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny.tiny_vision_config())).save_pretrained(
+        base / "image_encoder")
+    DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+                  clip_sample=False).save_pretrained(base / "scheduler")
+    (base / "done").write_text("ok\n")
+    return base
+
+
+def ceiling(shards: pathlib.Path, base: pathlib.Path, id_kind: str, id_dim: int) -> dict:
+    """What the measurement can see: training clips measured at RES, as decoded and after the VAE round trip."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(base / "vae").eval()
+    labels, clean, recon = [], [], []
+    for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
+        if s["static"]:
+            continue
+        labels.append(float(s["intensity"]))
+        clean.append(measure(to_uint8(s["pixel_values"])))
+        with torch.no_grad():
+            rec = vae.decode(vae.encode(s["pixel_values"]).latent_dist.mean).sample.clamp(-1, 1)
+        recon.append(measure(to_uint8(rec)))
+    labels, clean, recon = map(np.array, (labels, clean, recon))
+    return {"n": len(labels), "decoded": stats(labels, clean), "vae_round_trip": stats(labels, recon)}
+
+
+def stats(asked: np.ndarray, measured: np.ndarray) -> dict:
+    from scipy.stats import spearmanr
+
+    return {"spearman": float(spearmanr(asked, measured)[0]), "mae": float(np.abs(asked - measured).mean())}
+
+
+# ---------------------------------------------------------------------------------------------------- 3. training
+def train_run(work: pathlib.Path, name: str, shards: pathlib.Path, base: pathlib.Path, steps: int, threads: int,
+              id_kind: str, id_dim: int, extra: list[str]) -> pathlib.Path:
+    run = work / name
+    if (run / "adapter").is_dir() and (run / "unet").is_dir():
+        log(f"reusing {run}")
+        return run
+    sets = [f"model.pretrained_model_name_or_path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
+            f"model.image_encoder={base / 'image_encoder'}", f"model.id_embedding_kind={id_kind}",
+            f"model.id_embedding_dim={id_dim}", f"train.max_train_steps={steps}",
+            f"train.checkpointing_steps={steps}", *extra]
+    args = ["train", str(shards), "--config", "train_intensity", "--out", str(run)]
+    for s in sets:
+        args += ["--set", s]
+    t0 = time.time()
+    hm(*args, threads=threads)
+    log(f"{name}: trained in {time.time() - t0:.0f} s")
+    return run
+
+
+# -------------------------------------------------------------------------------------------------- 4. generation
+def load_pipeline(run: pathlib.Path):
+    from human_motion.model.components import load_unet_weights
+    from human_motion.model.sampling import MotionCharacterPipeline
+
+    pipe = MotionCharacterPipeline.from_pretrained(str(run))
+    if not getattr(pipe, "loads_trained_unet", False):  # the trained UNet (model.train_unet) joins the pipeline
+        load_unet_weights(pipe.unet, run / "unet")
+    pipe.to("cpu")
+    return pipe
+
+
+def sweep(run: pathlib.Path, references: dict[str, np.ndarray], intensities: list[float], seeds: list[int],
+          steps: int, guidance: float, save_dir: pathlib.Path) -> list[dict]:
+    from PIL import Image
+
+    pipe = load_pipeline(run)
+    pipe.set_progress_bar_config(disable=True)
+    rows = []
+    save_dir.mkdir(parents=True, exist_ok=True)
+    for photo, ref in references.items():
+        face = pipe.prepare_reference(ref)  # found, aligned and embedded once, as the build does
+        for intensity in intensities:
+            for seed in seeds:
+                out = pipe(reference_face=face, prompt="", action="", intensity=float(intensity),
+                           num_frames=NUM_FRAMES, height=RES, width=RES, num_inference_steps=steps,
+                           guidance_scale=guidance, generator=torch.Generator().manual_seed(seed))
+                frames = np.asarray(out.frames)
+                if frames.ndim == 5:
+                    frames = frames[0]
+                rows.append({"photo": photo, "asked": float(intensity), "seed": seed, "measured": measure(frames)})
+                images = [Image.fromarray(f).resize((4 * RES, 4 * RES), Image.NEAREST) for f in frames]
+                images[0].save(save_dir / f"{photo}_i{intensity:g}_s{seed}.gif", save_all=True,
+                               append_images=images[1:], duration=250, loop=0)
+    return rows
+
+
+def plot(results: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    lim = max(results["intensities"]) * 1.15
+    ax.plot([0, lim], [0, lim], color="0.7", lw=1, label="measured = asked")
+    for name, color, offset in (("with_module", "tab:blue", -0.3), ("without_module", "tab:red", 0.3)):
+        rows = results[name]["rows"]
+        asked = np.array([r["asked"] for r in rows])
+        meas = np.array([r["measured"] for r in rows])
+        s = results[name]["stats"]
+        ax.scatter(asked + offset, meas, s=14, alpha=0.6, color=color,
+                   label=f"{name.replace('_', ' ')}: Spearman {s['spearman']:.2f}, MAE {s['mae']:.1f}")
+        levels = sorted(set(asked))
+        ax.plot(levels, [meas[asked == v].mean() for v in levels], color=color, lw=1.5)
+    ax.set_xlabel("asked intensity (px per step at 512 px, 4 fps)")
+    ax.set_ylabel("measured intensity of the generated clip (DIS)")
+    ax.set_title(f"Intensity control, {RES}x{RES}x{NUM_FRAMES}, trained from scratch on CPU")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_xlim(-1, lim)
+    ax.set_ylim(bottom=-1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work", default=str(ROOT / "runs" / "intensity_control"))
+    p.add_argument("--steps", type=int, default=1500, help="training steps of each of the two models")
+    p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20", help="pan speeds of the training clips")
+    p.add_argument("--windows", type=int, default=4, help="4-second windows per training clip")
+    p.add_argument("--intensities", default="0,5,10,15,20")
+    p.add_argument("--seeds", default="0,1,2,3")
+    p.add_argument("--photos", default="astronaut,hopper", help="reference photos of the sweep")
+    p.add_argument("--sample-steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=str(ROOT / "benchmarks" / "intensity_control.png"))
+    p.add_argument("--train-set", action="append", default=[], help="extra --set for both training runs")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = pathlib.Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    timings = {}
+
+    t0 = time.time()
+    shards = build_shards(work, [int(v) for v in args.speeds.split(",")], args.windows, args.threads)
+    timings["build_s"] = time.time() - t0
+    id_kind, id_dim = id_kind_of(shards)
+
+    t0 = time.time()
+    base = write_base(work, shards, args.vae_steps, args.seed, id_kind, id_dim)
+    timings["base_s"] = time.time() - t0
+    t0 = time.time()
+    ceil = ceiling(shards, base, id_kind, id_dim)
+    timings["ceiling_s"] = time.time() - t0
+    log(f"ceiling: {ceil}")
+
+    common = [f"train.seed={args.seed}", *args.train_set]
+    runs = {}
+    for name, extra in (("with_module", []), ("without_module", ["model.intensity_scale=0"])):
+        t0 = time.time()
+        runs[name] = train_run(work, name, shards, base, args.steps, args.threads, id_kind, id_dim, common + extra)
+        timings[f"train_{name}_s"] = time.time() - t0
+
+    from human_motion.sources.demo import _photos  # the same photos the build framed
+
+    portraits = {name: work / "shards" / "_demo_media" / f"{name}_portrait.jpg" for name in _photos()}
+    from PIL import Image
+
+    references = {n: np.asarray(Image.open(portraits[n]).convert("RGB")) for n in args.photos.split(",")}
+    intensities = [float(v) for v in args.intensities.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    results = {"resolution": RES, "num_frames": NUM_FRAMES, "intensities": intensities, "seeds": seeds,
+               "photos": list(references), "train_steps": args.steps, "vae_steps": args.vae_steps,
+               "sample_steps": args.sample_steps, "guidance_scale": args.guidance, "ceiling": ceil}
+    for name, run in runs.items():
+        t0 = time.time()
+        rows = sweep(run, references, intensities, seeds, args.sample_steps, args.guidance, work / "samples" / name)
+        timings[f"sweep_{name}_s"] = time.time() - t0
+        asked = np.array([r["asked"] for r in rows])
+        meas = np.array([r["measured"] for r in rows])
+        per_level = {f"{v:g}": [float(meas[asked == v].mean()), float(meas[asked == v].std())] for v in intensities}
+        losses = [json.loads(l) for l in (run / "logs" / "train.jsonl").read_text().splitlines()]
+        val = [r["val_loss"] for r in losses if "val_loss" in r]
+        results[name] = {"stats": stats(asked, meas), "per_level_mean_std": per_level, "rows": rows,
+                         "val_loss_first_last": [val[0], val[-1]] if val else None}
+        log(f"{name}: {results[name]['stats']} per level {per_level}")
+    timings["total_s"] = time.time() - t_start
+    results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    plot(results, pathlib.Path(args.plot))
+    summary = {k: results[k]["stats"] for k in ("with_module", "without_module")}
+    print(json.dumps({"summary": summary, "ceiling": ceil, "timings_s": results["timings_s"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
