@@ -57,6 +57,11 @@ def add_arguments(parser) -> None:
                         help="the build's face detector to use (default: the build's default, mediapipe)")
     parser.add_argument("--insightface-root", default=None,
                         help="insightface model pack folder (checkpoints trained on ArcFace embeddings)")
+    parser.add_argument("--face-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an `hm build` setting for the reference face, e.g. faces.insightface_pack=antelopev2")
+    parser.add_argument("--id-scale", type=float, default=None, help="lambda of Eq. 3 (default: the run's)")
+    parser.add_argument("--action-scale", type=float, default=None, help="beta of Eq. 8 (default: the run's)")
+    parser.add_argument("--intensity-scale", type=float, default=None, help="alpha of Eq. 8 (default: the run's)")
     parser.add_argument("--save-reference", action="store_true", help="also write the aligned reference face (png)")
 
 
@@ -88,13 +93,14 @@ def resolve_device(device: str, dtype: str):
 
 
 def load_pipeline(checkpoint: str, device: str = "auto", dtype: str = "auto", cpu_offload: bool = False,
-                  vae_slicing: bool = True, face_detector: str | None = None, insightface_root: str | None = None):
+                  vae_slicing: bool = True, face_detector: str | None = None, insightface_root: str | None = None,
+                  face_overrides: list[str] | tuple[str, ...] = ()):
     """The pipeline on ``device`` with the memory savers asked for (shared by ``hm generate`` and ``hm demo``)."""
     from human_motion.model.sampling import MotionCharacterPipeline
 
     device, torch_dtype = resolve_device(device, dtype)
     pipe = MotionCharacterPipeline.from_pretrained(checkpoint, face_detector=face_detector,
-                                                   insightface_root=insightface_root)
+                                                   insightface_root=insightface_root, face_overrides=face_overrides)
     if cpu_offload and device.startswith("cuda"):
         pipe.to(dtype=torch_dtype)
         pipe.enable_model_cpu_offload(device=device)
@@ -149,6 +155,42 @@ def make_grid(videos: list[np.ndarray], labels: list[str], columns: int | None =
     return grid
 
 
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> bytes:
+    """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes; the same bytes for the same
+    frames. ``media.encode_mp4`` with x264's macroblock-tree rate control off: with it on, identical frames
+    encoded in a busy process (PyAV 18.1, libx264 of its wheel) came out as different bitstreams from time to time
+    (3 variants in 20 encodes, 32x32 and 64x64), which would break "the same seed gives the same video"."""
+    import io
+    from fractions import Fraction
+
+    import av
+
+    t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"yuv420p needs even frame sides, got {w}x{h}")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def write_mp4(path: str | pathlib.Path, frames: np.ndarray, fps: float) -> None:
+    """``encode_mp4`` written atomically (temporary name, then rename)."""
+    import os
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(encode_mp4(frames, fps))
+    os.replace(tmp, path)
+
+
 def write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
     from PIL import Image
 
@@ -159,7 +201,7 @@ def write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
 def run(args) -> int:
     import torch
 
-    from human_motion.media import read_image, write_mp4
+    from human_motion.media import read_image
     from human_motion.model.sampling import ReferenceFaceError
 
     intensities = parse_intensities(args.intensity)
@@ -169,7 +211,8 @@ def run(args) -> int:
     videos_out, grid_out = output_paths(args.out, intensities)
     started = time.time()
     pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.cpu_offload, not args.no_vae_slicing,
-                         args.face_detector, args.insightface_root)
+                         args.face_detector, args.insightface_root, args.face_set)
+    pipe.adapter.set_scales(args.id_scale, args.action_scale, args.intensity_scale)
     try:
         reference = pipe.prepare_reference(read_image(str(ref_path)), face_check=not args.no_face_check)
     except ReferenceFaceError as e:

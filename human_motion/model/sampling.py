@@ -219,6 +219,19 @@ def _face_message(e, row, decode) -> str:
     return f"the reference face is not usable: {e.reason} ({e.detail}), the same rule `hm build` applies"
 
 
+def _load_trained_unet(unet, path: pathlib.Path) -> None:
+    """The ``unet/`` of a ``model.train_unet`` run (the UNetMotionModel without the adapter's processors, which
+    come from ``adapter/``) into ``unet``; strict on every key but the processors'."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path / "diffusion_pytorch_model.safetensors"))
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if ".processor." not in k]
+    if missing or unexpected:
+        raise ConfigError(f"{path}: the UNet weights do not match the run's base model "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 class MotionCharacterPipeline(DiffusionPipeline):
     """Text + reference face + action phrase + intensity -> video, with AnimateDiff + the MotionCharacter adapter.
 
@@ -242,11 +255,12 @@ class MotionCharacterPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, face_detector: str | None = None,
                         insightface_root: str | None = None, torch_dtype: torch.dtype | None = None,
-                        **kwargs) -> "MotionCharacterPipeline":
+                        face_overrides: list[str] | tuple[str, ...] = (), **kwargs) -> "MotionCharacterPipeline":
         """Load a folder saved by ``hm train``: its resolved ``config.json`` names the base weights (rebuilt with the
-        run's seed for ``tiny``/``random-sd15``), ``adapter/`` the new weights and ``motion_modules/`` (if
-        present) trained motion modules. ``face_detector`` overrides the build's detector (mediapipe);
-        ``insightface_root`` is the model pack for ArcFace-trained (``arcface``) checkpoints."""
+        run's seed for ``tiny``/``random-sd15``), ``adapter/`` the new weights, ``motion_modules/`` (if present)
+        trained motion modules and ``unet/`` (if present, from ``model.train_unet``) a whole trained UNet. ``face_detector`` overrides the build's detector (mediapipe);
+        ``insightface_root`` is the model pack for ArcFace-trained (``arcface``) checkpoints; ``face_overrides`` are
+        ``hm build`` settings for the reference face (``["faces.insightface_pack=antelopev2"]``)."""
         from human_motion.config import _build
         from human_motion.model.components import load_components
         from human_motion.model.config import TrainConfig
@@ -258,6 +272,9 @@ class MotionCharacterPipeline(DiffusionPipeline):
         cfg = _build(TrainConfig, data)
         model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
         c = load_components(model_cfg, run, seed=cfg.train.seed)
+        unet_dir = adapter_dir.parent / "unet"
+        if unet_dir.is_dir() and not getattr(cfg.model, "unet", None):
+            _load_trained_unet(c.unet, unet_dir)  # a run with model.train_unet: its whole UNet trained
         motion_dir = adapter_dir.parent / "motion_modules"
         if motion_dir.is_dir():
             from diffusers import MotionAdapter
@@ -267,7 +284,8 @@ class MotionCharacterPipeline(DiffusionPipeline):
         c.adapter.eval()
         pipe = cls(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter, c.noise_scheduler)
         pipe.train_config = data
-        pipe.reference_faces = ReferenceFaces(cfg.model.id_embedding_kind, face_detector, insightface_root)
+        pipe.reference_faces = ReferenceFaces(cfg.model.id_embedding_kind, face_detector, insightface_root,
+                                              face_overrides)
         pipe.checkpoint_path = str(pathlib.Path(pretrained_model_name_or_path))
         if torch_dtype is not None:
             pipe.to(dtype=torch_dtype)

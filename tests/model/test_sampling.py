@@ -130,3 +130,38 @@ def test_bf16_on_request(run_dir, reference):
     assert p.dtype == torch.bfloat16
     frames = sample(p, reference, num_inference_steps=2).frames
     assert frames.shape == (4, 32, 32, 3) and frames.dtype == np.uint8
+
+
+def test_arcface_checkpoints_embed_the_reference_with_insightface(tmp_path):
+    """An ``arcface`` run's reference goes through the build's insightface embedder (a pack exported by the test)."""
+    from human_motion.model.sampling import ReferenceFaces
+    from tests.pipelines.test_insightface import TinyArcface, export
+
+    folder = tmp_path / "models" / "tiny"
+    folder.mkdir(parents=True)
+    export(TinyArcface(), folder / "rec_tiny.onnx", (1, 3, 112, 112), 1, True)
+    faces = ReferenceFaces("arcface", insightface_root=str(tmp_path), overrides=["faces.insightface_pack=tiny"])
+    ref = faces(astronaut())
+    assert ref.embedding.shape == (512,) and abs(np.linalg.norm(ref.embedding) - 1) < 1e-4
+    with pytest.raises(ReferenceFaceError, match="several faces"):
+        faces(group_photo())
+
+
+def test_a_trained_unet_folder_replaces_the_base_unet(run_dir, tmp_path):
+    """Runs with ``model.train_unet`` save ``unet/`` (no adapter processors) beside ``adapter/``; it is loaded."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    base = MotionCharacterPipeline.from_pretrained(run)
+    state = {k: v + 0.5 for k, v in base.unet.state_dict().items() if ".processor." not in k}
+    (run / "unet").mkdir()
+    save_file(state, str(run / "unet" / "diffusion_pytorch_model.safetensors"))
+    trained = MotionCharacterPipeline.from_pretrained(run)
+    name = "conv_in.weight"
+    torch.testing.assert_close(trained.unet.state_dict()[name], state[name])
+    save_file({name: state[name]}, str(run / "unet" / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(ConfigError, match="do not match"):
+        MotionCharacterPipeline.from_pretrained(run)
