@@ -107,7 +107,10 @@ def load_pipeline(checkpoint: str, device: str = "auto", dtype: str = "auto", cp
     else:
         if cpu_offload:
             print("hm generate: --cpu-offload needs a GPU; ignored on the CPU", file=sys.stderr)
-        pipe.to(device, torch_dtype)
+        if torch_dtype == pipe.dtype:
+            pipe.to(device)
+        else:
+            pipe.to(device, torch_dtype)
     if vae_slicing:
         pipe.enable_vae_slicing()
     return pipe
