@@ -155,3 +155,37 @@ def test_hm_eval_protocol_runs_on_the_real_pipeline(run_dir, photos, tmp_path):
     videos = sorted((out / "videos").glob("*.mp4"))
     assert len(videos) == 2 and all(decode(v)[0].shape == (4, 64, 64, 3) for v in videos)
     assert json.loads((out / "results.json").read_text())["intensity_fidelity"]["n"] == 2
+
+
+def test_cuda_falls_back_to_the_cpu_in_fp32(monkeypatch, capsys):
+    import torch
+
+    from human_motion.model.generate import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cuda", "auto") == ("cpu", torch.float32)
+    assert "running on the CPU" in capsys.readouterr().err
+    assert resolve_device("auto", "fp16") == ("cpu", torch.float32)
+    assert resolve_device("cpu", "bf16") == ("cpu", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", "auto") == ("cuda", torch.float16)
+
+
+@pytest.mark.gpu
+def test_fp16_and_model_cpu_offload_on_a_gpu(run_dir):
+    """fp16 on the GPU, and model CPU offload giving the same frames (up to fp16 noise). Not run without CUDA."""
+    import torch
+
+    from human_motion.model.generate import load_pipeline
+
+    ref = None
+    frames = {}
+    for offload in (False, True):
+        pipe = load_pipeline(str(run_dir), "cuda", "fp16", cpu_offload=offload)
+        pipe.set_progress_bar_config(disable=True)
+        assert pipe.dtype == torch.float16
+        ref = ref or pipe.prepare_reference(astronaut())
+        frames[offload] = pipe(reference_face=ref, prompt="a man", action="smiling", intensity=5.0, height=64,
+                               width=64, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).frames
+        assert frames[offload].shape == (4, 64, 64, 3)
+    assert np.abs(frames[True].astype(int) - frames[False]).max() <= 2

@@ -165,3 +165,15 @@ def test_a_trained_unet_folder_replaces_the_base_unet(run_dir, tmp_path):
     save_file({name: state[name]}, str(run / "unet" / "diffusion_pytorch_model.safetensors"))
     with pytest.raises(ConfigError, match="do not match"):
         MotionCharacterPipeline.from_pretrained(run)
+
+
+def test_model_cpu_offload_hooks_give_the_same_video(run_dir, reference):
+    """diffusers' model CPU offload with the adapter kept out of the chain (its ID projector and intensity MLP run
+    outside the UNet's forward); exercised here with the CPU as the execution device."""
+    p = MotionCharacterPipeline.from_pretrained(run_dir)
+    p.set_progress_bar_config(disable=True)
+    before = sample(p, reference).frames
+    p.enable_model_cpu_offload(device="cpu")
+    assert p._execution_device.type == "cpu" and len(p._all_hooks) == 4  # text, image, unet, vae
+    np.testing.assert_array_equal(sample(p, reference).frames, before)
+    np.testing.assert_array_equal(sample(p, reference).frames, before)
