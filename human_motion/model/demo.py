@@ -112,7 +112,7 @@ def build_demo(pipe, out_dir: str | pathlib.Path | None = None, steps: int = 30,
 
 def launch(demo, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
     """Start serving; returns (app, local url, share url) like ``Blocks.launch``."""
-    kwargs = dict(server_name=host, prevent_thread_lock=not block, show_error=True, quiet=not block)
+    kwargs = {"server_name": host, "prevent_thread_lock": not block, "show_error": True, "quiet": not block}
     if port:
         kwargs["server_port"] = port
     return demo.launch(**kwargs)

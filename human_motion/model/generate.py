@@ -136,7 +136,7 @@ def label(frame: np.ndarray, text: str) -> np.ndarray:
     import cv2
 
     out = frame.copy()
-    h, w = out.shape[:2]
+    w = out.shape[1]
     scale = max(0.3, w / 320)
     band = max(10, int(22 * scale))
     out[:band] = (out[:band] * 0.35).astype(np.uint8)
@@ -150,7 +150,7 @@ def make_grid(videos: list[np.ndarray], labels: list[str], columns: int | None =
     n = len(videos)
     columns = columns or min(n, 4)
     rows = -(-n // columns)
-    f, h, w, _ = videos[0].shape
+    f, h, w = videos[0].shape[:3]
     grid = np.zeros((f, rows * h, columns * w, 3), np.uint8)
     for i, (video, text) in enumerate(zip(videos, labels)):
         r, c = divmod(i, columns)
@@ -168,7 +168,7 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "ver
 
     import av
 
-    t, h, w, _ = frames.shape
+    h, w = frames.shape[1:3]
     if h % 2 or w % 2:
         raise ValueError(f"yuv420p needs even frame sides, got {w}x{h}")
     buf = io.BytesIO()

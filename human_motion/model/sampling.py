@@ -242,7 +242,7 @@ class MotionCharacterPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
     # The adapter's ID projector and intensity MLP run outside the UNet's forward (they build its
     # encoder_hidden_states); they are small and stay on the accelerator.
-    _exclude_from_cpu_offload = ["adapter"]
+    _exclude_from_cpu_offload = ["adapter"]  # noqa: RUF012 - diffusers' own attribute is a list
 
     def __init__(self, vae, text_encoder, tokenizer, image_encoder, unet, adapter, scheduler):
         super().__init__()
@@ -255,10 +255,11 @@ class MotionCharacterPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, face_detector: str | None = None,
                         insightface_root: str | None = None, torch_dtype: torch.dtype | None = None,
-                        face_overrides: list[str] | tuple[str, ...] = (), **kwargs) -> "MotionCharacterPipeline":
+                        face_overrides: list[str] | tuple[str, ...] = (), **kwargs) -> MotionCharacterPipeline:
         """Load a folder saved by ``hm train``: its resolved ``config.json`` names the base weights (rebuilt with the
         run's seed for ``tiny``/``random-sd15``), ``adapter/`` the new weights, ``motion_modules/`` (if present)
-        trained motion modules and ``unet/`` (if present, from ``model.train_unet``) a whole trained UNet. ``face_detector`` overrides the build's detector (mediapipe);
+        trained motion modules and ``unet/`` (if present, from ``model.train_unet``) a whole trained UNet.
+        ``face_detector`` overrides the build's detector (mediapipe);
         ``insightface_root`` is the model pack for ArcFace-trained (``arcface``) checkpoints; ``face_overrides`` are
         ``hm build`` settings for the reference face (``["faces.insightface_pack=antelopev2"]``)."""
         from human_motion.config import _build
@@ -352,7 +353,7 @@ class MotionCharacterPipeline(DiffusionPipeline):
 
     def check_inputs(self, prompt, action, intensity, num_frames, height, width, num_inference_steps):
         if not isinstance(prompt, str) or not isinstance(action, str):
-            raise ValueError("prompt and action must be strings (one video per call)")
+            raise TypeError("prompt and action must be strings (one video per call)")
         if not np.isfinite(float(intensity)) or float(intensity) < 0:
             raise ValueError(f"intensity must be a finite number >= 0, got {intensity}")
         multiple = 8
