@@ -204,20 +204,24 @@ def write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
 def run(args) -> int:
     import torch
 
-    from human_motion.media import read_image
-    from human_motion.model.sampling import ReferenceFaceError
+    from human_motion.media import MediaError
+    from human_motion.model.sampling import ReferenceFaceError, read_reference
 
     intensities = parse_intensities(args.intensity)
     ref_path = pathlib.Path(args.ref)
     if not ref_path.is_file():
         raise ConfigError(f"--ref {args.ref}: no such file")
+    try:
+        image = read_reference(ref_path)
+    except MediaError as e:
+        raise ConfigError(f"--ref {args.ref}: cannot read the image ({e})") from None
     videos_out, grid_out = output_paths(args.out, intensities)
     started = time.time()
     pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.cpu_offload, not args.no_vae_slicing,
                          args.face_detector, args.insightface_root, args.face_set)
     pipe.adapter.set_scales(args.id_scale, args.action_scale, args.intensity_scale)
     try:
-        reference = pipe.prepare_reference(read_image(str(ref_path)), face_check=not args.no_face_check)
+        reference = pipe.prepare_reference(image, face_check=not args.no_face_check)
     except ReferenceFaceError as e:
         print(f"hm generate: error: {ref_path}: {e}", file=sys.stderr)
         return 2

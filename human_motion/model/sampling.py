@@ -118,12 +118,28 @@ def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     raise ConfigError(f"no training config.json (written by `hm train`) in {path} or the folders above it")
 
 
+REFERENCE_MAX_SIDE_PX = 2048  # larger photos are downscaled first (as `hm eval` does); the face crop is far smaller
+
+
+def read_reference(path: str | pathlib.Path) -> np.ndarray:
+    """A reference photo as RGB uint8, downscaled (area) to at most ``REFERENCE_MAX_SIDE_PX`` on its longer side;
+    full-size camera and stock photos are accepted. Raises ``media.MediaError`` for unreadable files."""
+    import cv2
+
+    from human_motion.media import read_image
+
+    img = read_image(str(path), max_side_px=16384)
+    h, w = img.shape[:2]
+    scale = REFERENCE_MAX_SIDE_PX / max(h, w)
+    if scale < 1:
+        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return img
+
+
 def _to_rgb_array(image) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from an array (RGB, gray or RGBA), a PIL image or a file path."""
     if isinstance(image, (str, pathlib.Path)):
-        from human_motion.media import read_image
-
-        return read_image(str(image))
+        return read_reference(image)
     if hasattr(image, "convert"):  # PIL
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)

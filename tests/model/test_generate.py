@@ -126,9 +126,20 @@ def test_argument_helpers(tmp_path):
     assert grid.shape == (2, 32, 96, 3)  # rows of 4
 
 
-def test_missing_reference_file_is_a_config_error(run_dir, tmp_path, capsys):
+def test_missing_or_unreadable_reference_is_a_one_line_error(run_dir, tmp_path, capsys):
     assert generate(run_dir, tmp_path / "nope.jpg", tmp_path / "x.mp4") == 2
     assert "no such file" in capsys.readouterr().err
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert generate(run_dir, tmp_path / "text.jpg", tmp_path / "x.mp4") == 2
+    assert "cannot read the image" in capsys.readouterr().err
+
+
+def test_large_photos_are_downscaled_before_the_face_search(tmp_path):
+    from human_motion.model.sampling import read_reference
+
+    big = cv2.resize(astronaut(), (5000, 5000), interpolation=cv2.INTER_LINEAR)  # over media.read_image's 4096
+    cv2.imwrite(str(tmp_path / "big.jpg"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    assert read_reference(tmp_path / "big.jpg").shape == (2048, 2048, 3)
 
 
 def test_intensity_scale_zero_switches_the_intensity_branch_off(run_dir, photos, tmp_path):
