@@ -127,13 +127,18 @@ def read_image(path: str, max_side_px: int = 4096) -> np.ndarray:
 
 
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> bytes:
-    """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes."""
+    """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes: the same bytes for the same
+    frames. x264's macroblock-tree rate control is off: with it on, identical frames encoded in a busy process
+    (PyAV 18.1 and the libx264 of its wheel) came out as different bitstreams from time to time (3 variants in 20
+    encodes), which would break "same seed, same video" and byte-identical rebuilds."""
     t, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise MediaError("encode_failed", f"yuv420p needs even frame sides, got {w}x{h}")
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 out.mux(packet)

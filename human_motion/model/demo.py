@@ -48,7 +48,7 @@ def make_generate_fn(pipe, out_dir: str | pathlib.Path, fps: float = 4.0):
     at a time (the pipeline is not re-entrant); face problems come back as a message on the page."""
     import torch
 
-    from human_motion.model.generate import write_mp4
+    from human_motion.media import write_mp4
     from human_motion.model.sampling import ReferenceFaceError
 
     gr = _import_gradio()

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from human_motion.config import ConfigError
+from human_motion.media import write_mp4
 
 logger = logging.getLogger(__name__)
 
@@ -156,42 +157,6 @@ def make_grid(videos: list[np.ndarray], labels: list[str], columns: int | None =
         r, c = divmod(i, columns)
         grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = [label(frame, text) for frame in video]
     return grid
-
-
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> bytes:
-    """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes; the same bytes for the same
-    frames. ``media.encode_mp4`` with x264's macroblock-tree rate control off: with it on, identical frames
-    encoded in a busy process (PyAV 18.1, libx264 of its wheel) came out as different bitstreams from time to time
-    (3 variants in 20 encodes, 32x32 and 64x64), which would break "the same seed gives the same video"."""
-    import io
-    from fractions import Fraction
-
-    import av
-
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:
-        raise ValueError(f"yuv420p needs even frame sides, got {w}x{h}")
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
-
-
-def write_mp4(path: str | pathlib.Path, frames: np.ndarray, fps: float) -> None:
-    """``encode_mp4`` written atomically (temporary name, then rename)."""
-    import os
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(encode_mp4(frames, fps))
-    os.replace(tmp, path)
 
 
 def write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:

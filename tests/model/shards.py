@@ -10,11 +10,12 @@ import io
 import json
 import pathlib
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
+
+from human_motion.media import encode_mp4
 from PIL import Image
 
 from human_motion.schema import INDEX_SCHEMA, SCHEMA_VERSION, safe_key
@@ -39,18 +40,6 @@ def make_frames(seed: int, num_frames: int, size: int, static: bool) -> tuple[np
         frames.append(frame)
         boxes.append([float(x - r), float(y - r), float(x + r), float(y + r)])
     return np.stack(frames), boxes
-
-
-def encode_mp4(frames: np.ndarray, fps: float) -> bytes:
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return buf.getvalue()
 
 
 def encode_jpg(image: np.ndarray) -> bytes:

@@ -72,7 +72,8 @@ def test_mp4_bytes_repeat_for_the_same_frames(run_dir):
     """x264's macroblock tree made identical frames encode differently now and then in a busy process."""
     import torch
 
-    from human_motion.model.generate import encode_mp4, load_pipeline
+    from human_motion.media import encode_mp4
+    from human_motion.model.generate import load_pipeline
 
     pipe = load_pipeline(str(run_dir), "cpu")
     pipe.set_progress_bar_config(disable=True)
