@@ -189,7 +189,7 @@ class ReferenceFaces:
             return self._as_aligned(rgb, faces)
         row = Row(0, 0, 1, {"clip_id": "reference"})
         try:
-            decode._locate_and_crop(row, rgb[None], _NoHint())
+            decode.locate_and_crop(row, rgb[None], _NoHint())
             faces.process(row)
         except StageError as e:
             raise ReferenceFaceError(e.reason, _face_message(e, row, decode)) from None

@@ -50,7 +50,7 @@ class Decode(Stage):
             record = dict(row.record, window=w, key=safe_key(spec.source, spec.clip_id, w), span_s=span,
                           fps=0.0 if spec.static else self.cfg.decode.fps, source_fps=fps)
             new = Row(row.shard, row.clip_index, len(windows), record)
-            self._locate_and_crop(new, frames, spec)
+            self.locate_and_crop(new, frames, spec)
             out.append(new)
         return out
 
@@ -91,7 +91,7 @@ class Decode(Stage):
                 d.kps5 = d.kps5 / scale
         return dets
 
-    def _locate_and_crop(self, row: Row, frames: np.ndarray, spec: ClipSpec) -> None:
+    def locate_and_crop(self, row: Row, frames: np.ndarray, spec: ClipSpec) -> None:
         d, s = self.cfg.decode, self.cfg.select
         t, h, w = frames.shape[:3]
         hint = np.array(spec.bbox, np.float32) * [w, h, w, h] if spec.bbox else None
