@@ -126,6 +126,20 @@ def read_image(path: str, max_side_px: int = 4096) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+REFERENCE_MAX_SIDE_PX = 2048  # stock-photo originals run to 6000-10000 px; the face crop needs far less
+
+
+def read_reference_image(path: str, max_side_px: int = REFERENCE_MAX_SIDE_PX) -> np.ndarray:
+    """A reference photo (generation, evaluation) as RGB uint8, area-downscaled so its longer side is at most
+    ``max_side_px``: full-size camera and stock photos are accepted. Raises MediaError for unreadable files."""
+    img = read_image(str(path), max_side_px=16384)
+    h, w = img.shape[:2]
+    scale = max_side_px / max(h, w)
+    if scale < 1:
+        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return img
+
+
 def encode_mp4(frames: np.ndarray, fps: float, crf: int = 18, preset: str = "veryfast") -> bytes:
     """H.264 (libx264, yuv420p) MP4 of ``frames`` (t, h, w, 3) uint8 RGB, as bytes: the same bytes for the same
     frames. x264's macroblock-tree rate control is off: with it on, identical frames encoded in a busy process

@@ -19,9 +19,10 @@ import pathlib
 import numpy as np
 
 from human_motion.config import ConfigError
-from human_motion.media import VIDEO_EXTENSIONS, MediaError, open_video, probe_video, read_image
+from human_motion.media import (
+    REFERENCE_MAX_SIDE_PX, VIDEO_EXTENSIONS, MediaError, open_video, probe_video, read_reference_image,
+)
 
-REFERENCE_MAX_SIDE_PX = 2048  # stock-photo originals run to 6000-10000 px; faces need far less
 
 
 @dataclasses.dataclass
@@ -97,14 +98,6 @@ def read_video(path: str | pathlib.Path) -> tuple[np.ndarray, float]:
 
 
 def load_reference(path: str | pathlib.Path) -> np.ndarray:
-    """A reference image as RGB uint8, downscaled (area) so its longer side is at most ``REFERENCE_MAX_SIDE_PX``.
-    Full-size stock photos (Unsplash originals) are accepted; the face crop the metrics and the pipeline take from it
-    is far smaller than the limit."""
-    import cv2
-
-    img = read_image(str(path), max_side_px=16384)
-    h, w = img.shape[:2]
-    scale = REFERENCE_MAX_SIDE_PX / max(h, w)
-    if scale < 1:
-        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return img
+    """A reference image as RGB uint8, at most ``REFERENCE_MAX_SIDE_PX`` on its longer side: full-size stock photos
+    (Unsplash originals) are accepted; the face crop the metrics take from it is far smaller."""
+    return read_reference_image(str(path), REFERENCE_MAX_SIDE_PX)

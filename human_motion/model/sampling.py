@@ -32,6 +32,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from human_motion.config import ConfigError
+from human_motion.media import REFERENCE_MAX_SIDE_PX, read_reference_image
 from human_motion.model.components import decode_latents, encode_clip_image, encode_text
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
 
@@ -118,22 +119,10 @@ def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     raise ConfigError(f"no training config.json (written by `hm train`) in {path} or the folders above it")
 
 
-REFERENCE_MAX_SIDE_PX = 2048  # larger photos are downscaled first (as `hm eval` does); the face crop is far smaller
-
-
 def read_reference(path: str | pathlib.Path) -> np.ndarray:
-    """A reference photo as RGB uint8, downscaled (area) to at most ``REFERENCE_MAX_SIDE_PX`` on its longer side;
-    full-size camera and stock photos are accepted. Raises ``media.MediaError`` for unreadable files."""
-    import cv2
-
-    from human_motion.media import read_image
-
-    img = read_image(str(path), max_side_px=16384)
-    h, w = img.shape[:2]
-    scale = REFERENCE_MAX_SIDE_PX / max(h, w)
-    if scale < 1:
-        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return img
+    """A reference photo as RGB uint8, at most ``REFERENCE_MAX_SIDE_PX`` on its longer side (as ``hm eval`` reads
+    it); raises ``media.MediaError`` for unreadable files."""
+    return read_reference_image(str(path), REFERENCE_MAX_SIDE_PX)
 
 
 def _to_rgb_array(image) -> np.ndarray:
