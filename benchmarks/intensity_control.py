@@ -1,25 +1,28 @@
 """Intensity control end to end at small scale, on a CPU: does the number move the face?
 
-    .venv/bin/python benchmarks/intensity_control.py [--work runs/intensity_control] [--steps 1500]
+    .venv/bin/python benchmarks/intensity_control.py [--work DIR] [--steps 1000]
 
 1. ``hm build`` (in-process) of the demo source: two real face photos (NASA's astronaut, Grace Hopper) panned at
    0, 2, ..., 20 px per step (at 512 px, 4 fps), 4 windows each, plus their static portraits: 88 clips whose
-   intensity is known and spread over [0, 20], labelled by the build's own DIS flow.
-2. A small base trained for the purpose: a 32x32 -> 16x16x4 ``AutoencoderKL`` fitted to the shard frames for a few
-   minutes (a random VAE does not reconstruct, so nothing could be measured on its output), a random small
+   motion is known and spread over [0, 20], labelled by the build's own DIS flow. Stored at 128 px (decoding 512-px
+   clips was two thirds of a training step); labels are then in 128-px units, a quarter of the 512-px ones.
+2. A small base made for the purpose: a 32 -> 16 px, 4-channel ``AutoencoderKL`` fitted to the shard frames for a
+   few minutes (a random VAE does not reconstruct, so nothing could be measured on its output), a random small
    UNetMotionModel, a tiny random CLIP text/image encoder and a character tokenizer, saved as a local diffusers-style
    folder that ``model.pretrained_model_name_or_path`` points to.
-3. ``hm train`` twice from scratch with ``human_motion/configs/train_intensity.yaml`` (whole UNet + adapter,
-   ``model.train_unet``): with the Motion Control Module, and the paper's Table 3 ablation without it
-   (``model.intensity_scale=0`` in training and sampling, so the intensity tokens never reach the UNet). Both runs
-   drop every caption and switch the action branch off (``model.action_scale=0``), because the demo captions say
-   "moving from side to side" for the fast pans: the intensity number is the only motion signal either model gets.
-4. A sweep of intensities x seeds through ``MotionCharacterPipeline`` (``hm generate``'s pipeline), each generated
-   clip measured with the build's flow code (``measure_intensity``, OpenCV DIS at the generated 32 px,
-   rescaled to 512 px units like the labels), Spearman and MAE against the asked intensity, and a plot.
+3. ``hm train`` twice from scratch, side by side with one thread each, with
+   ``human_motion/configs/train_intensity.yaml`` (whole UNet + adapter, ``model.train_unet``): with the Motion
+   Control Module, and the paper's Table 3 ablation without it (``model.intensity_scale=0``, in training and, through
+   the run's config, in sampling: the intensity tokens never reach the UNet). Both runs drop every caption and switch
+   the action branch off (``model.action_scale=0``), because the demo captions say "moving from side to side" for
+   the fast pans: the intensity number is the only motion signal either model gets.
+4. A sweep of intensities x seeds x both photos through ``MotionCharacterPipeline`` (``hm generate``'s pipeline),
+   each generated 32x32x8 clip measured with the build's flow code (``measure_intensity``, OpenCV DIS at 32 px,
+   magnitudes scaled to 512-px pixels per step like the paper's labels); Spearman and MAE against the asked
+   intensity, per guidance scale, and a plot of the first.
 
 Everything is offline (the photos ship with scikit-image and matplotlib) and seeded. Results go to
-``<work>/results.json`` and the plot to ``benchmarks/intensity_control.png``.
+``<work>/results.json``, the plot to ``benchmarks/intensity_control.png``; report in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,18 +46,27 @@ import torch  # noqa: E402
 
 RES = 32  # generated and trained frame side
 NUM_FRAMES = 8  # the first 8 of the 16 stored frames, 4 fps kept (frame_stride 1): labels keep their meaning
-OUT_PX = 512  # the build measures intensity in pixels per step at 512 px
+OUT_PX = 512  # everything is reported in pixels per step at 512 px and 4 fps (the paper's units, 0..20)
+# The shards are stored at 128 px (decode.size_px, flow.work_px): decoding a 512-px clip costs ~0.17 s, which made
+# data loading ~2/3 of a training step. Their labels (and so the model's intensity input) are in 128-px pixels per
+# step, a quarter of the 512-px number: asked intensities are divided by UNIT before the pipeline, labels multiplied.
+STORE_PX = 128
+UNIT = OUT_PX / STORE_PX
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def hm(*args: str, threads: int) -> None:
+def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: bool = True):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [sys.executable, "-m", "human_motion.cli", *args]
     log("$ hm " + " ".join(args))
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    out = open(log_file, "w") if log_file else None
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
+    if wait and proc.wait():
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return proc
 
 
 # ---------------------------------------------------------------------------------------------------- 1. the data
@@ -62,7 +75,8 @@ def build_shards(work: pathlib.Path, speeds: list[int], windows: int, threads: i
     if (shards / "_build.json").exists() and list(shards.glob("*.tar")):
         log(f"reusing {shards}")
         return shards
-    hm("build", "--out", str(shards), "--set", "ray.address=local",
+    hm("build", "--out", str(shards), "--set", "ray.address=local", "--set", f"decode.size_px={STORE_PX}",
+       "--set", f"flow.work_px={STORE_PX}",
        "--set", f"sources.demo.options.pan_px=[{','.join(str(s) for s in speeds)}]",
        "--set", f"sources.demo.options.windows={windows}", "--set", "sources.demo.options.zoom_pct=0",
        "--set", "sources.demo.options.rotate_deg=0", "--set", "sources.demo.options.rejects=false",
@@ -197,7 +211,7 @@ def ceiling(shards: pathlib.Path, base: pathlib.Path, id_kind: str, id_dim: int)
     for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
         if s["static"]:
             continue
-        labels.append(float(s["intensity"]))
+        labels.append(float(s["intensity"]) * UNIT)
         clean.append(measure(to_uint8(s["pixel_values"])))
         with torch.no_grad():
             rec = vae.decode(vae.encode(s["pixel_values"]).latent_dist.mean).sample.clamp(-1, 1)
@@ -213,23 +227,29 @@ def stats(asked: np.ndarray, measured: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- 3. training
-def train_run(work: pathlib.Path, name: str, shards: pathlib.Path, base: pathlib.Path, steps: int, threads: int,
-              id_kind: str, id_dim: int, extra: list[str]) -> pathlib.Path:
-    run = work / name
-    if (run / "adapter").is_dir() and (run / "unet").is_dir():
-        log(f"reusing {run}")
-        return run
-    sets = [f"model.pretrained_model_name_or_path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
-            f"model.image_encoder={base / 'image_encoder'}", f"model.id_embedding_kind={id_kind}",
-            f"model.id_embedding_dim={id_dim}", f"train.max_train_steps={steps}",
-            f"train.checkpointing_steps={steps}", *extra]
-    args = ["train", str(shards), "--config", "train_intensity", "--out", str(run)]
-    for s in sets:
-        args += ["--set", s]
-    t0 = time.time()
-    hm(*args, threads=threads)
-    log(f"{name}: trained in {time.time() - t0:.0f} s")
-    return run
+def train_runs(work: pathlib.Path, variants: dict[str, list[str]], shards: pathlib.Path, base: pathlib.Path,
+               steps: int, threads: int, id_kind: str, id_dim: int, common: list[str]) -> dict[str, pathlib.Path]:
+    """One ``hm train`` per variant, all at once, one torch thread each: on a shared 2-core CPU two single-threaded
+    runs side by side finish sooner than two 2-thread runs one after the other (OpenMP threads wait on each other)."""
+    runs, procs = {}, {}
+    for name, extra in variants.items():
+        run = runs[name] = work / name
+        if (run / "adapter").is_dir() and (run / "unet").is_dir():
+            log(f"reusing {run}")
+            continue
+        sets = [f"model.pretrained_model_name_or_path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
+                f"model.image_encoder={base / 'image_encoder'}", f"model.id_embedding_kind={id_kind}",
+                f"model.id_embedding_dim={id_dim}", f"train.max_train_steps={steps}",
+                f"train.checkpointing_steps={steps}", *common, *extra]
+        args = ["train", str(shards), "--config", "train_intensity", "--out", str(run)]
+        for s in sets:
+            args += ["--set", s]
+        procs[name] = hm(*args, threads=max(1, threads // len(variants)), log_file=work / f"{name}.log", wait=False)
+    for name, proc in procs.items():
+        if proc.wait():
+            raise RuntimeError(f"hm train for {name} failed; see {work / f'{name}.log'}")
+        log(f"{name}: trained")
+    return runs
 
 
 # -------------------------------------------------------------------------------------------------- 4. generation
@@ -238,35 +258,37 @@ def load_pipeline(run: pathlib.Path):
     from human_motion.model.sampling import MotionCharacterPipeline
 
     pipe = MotionCharacterPipeline.from_pretrained(str(run))
-    if not getattr(pipe, "loads_trained_unet", False):  # the trained UNet (model.train_unet) joins the pipeline
-        load_unet_weights(pipe.unet, run / "unet")
+    # The pipeline loads adapter/ (and motion_modules/) onto the base named in the run's config; a model.train_unet
+    # run also trained the base UNet, saved in unet/: its weights replace the base's (idempotent if already loaded).
+    load_unet_weights(pipe.unet, run / "unet")
     pipe.to("cpu")
     return pipe
 
 
 def sweep(run: pathlib.Path, references: dict[str, np.ndarray], intensities: list[float], seeds: list[int],
-          steps: int, guidance: float, save_dir: pathlib.Path) -> list[dict]:
+          steps: int, guidances: list[float], save_dir: pathlib.Path) -> dict[float, list[dict]]:
     from PIL import Image
 
     pipe = load_pipeline(run)
     pipe.set_progress_bar_config(disable=True)
-    rows = []
+    faces = {photo: pipe.prepare_reference(ref) for photo, ref in references.items()}  # found and embedded once
     save_dir.mkdir(parents=True, exist_ok=True)
-    for photo, ref in references.items():
-        face = pipe.prepare_reference(ref)  # found, aligned and embedded once, as the build does
-        for intensity in intensities:
-            for seed in seeds:
-                out = pipe(reference_face=face, prompt="", action="", intensity=float(intensity),
-                           num_frames=NUM_FRAMES, height=RES, width=RES, num_inference_steps=steps,
-                           guidance_scale=guidance, generator=torch.Generator().manual_seed(seed))
-                frames = np.asarray(out.frames)
-                if frames.ndim == 5:
-                    frames = frames[0]
-                rows.append({"photo": photo, "asked": float(intensity), "seed": seed, "measured": measure(frames)})
-                images = [Image.fromarray(f).resize((4 * RES, 4 * RES), Image.NEAREST) for f in frames]
-                images[0].save(save_dir / f"{photo}_i{intensity:g}_s{seed}.gif", save_all=True,
-                               append_images=images[1:], duration=250, loop=0)
-    return rows
+    out_rows = {}
+    for g in guidances:
+        rows = out_rows[g] = []
+        for photo, face in faces.items():
+            for intensity in intensities:
+                for seed in seeds:
+                    out = pipe(reference_face=face, prompt="", action="", intensity=float(intensity) / UNIT,
+                               num_frames=NUM_FRAMES, height=RES, width=RES, num_inference_steps=steps,
+                               guidance_scale=g, generator=torch.Generator().manual_seed(seed))
+                    frames = np.asarray(out.frames)
+                    rows.append({"photo": photo, "asked": float(intensity), "seed": seed,
+                                 "measured": measure(frames)})
+                    images = [Image.fromarray(f).resize((4 * RES, 4 * RES), Image.NEAREST) for f in frames]
+                    images[0].save(save_dir / f"{photo}_i{intensity:g}_s{seed}_g{g:g}.gif", save_all=True,
+                                   append_images=images[1:], duration=250, loop=0)
+    return out_rows
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
@@ -300,16 +322,18 @@ def plot(results: dict, path: pathlib.Path) -> None:
 # ------------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--work", default=str(ROOT / "runs" / "intensity_control"))
+    p.add_argument("--work", default=str(pathlib.Path(tempfile.gettempdir()) / "hm_intensity_control"),
+                   help="shards, base, runs, samples, results.json; existing parts are reused")
     p.add_argument("--steps", type=int, default=1500, help="training steps of each of the two models")
     p.add_argument("--vae-steps", type=int, default=600)
-    p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20", help="pan speeds of the training clips")
+    p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20",
+                   help="pan speeds of the training clips (px per step at 512 px)")
     p.add_argument("--windows", type=int, default=4, help="4-second windows per training clip")
-    p.add_argument("--intensities", default="0,5,10,15,20")
+    p.add_argument("--intensities", default="0,5,10,15,20", help="asked, in px per step at 512 px")
     p.add_argument("--seeds", default="0,1,2,3")
     p.add_argument("--photos", default="astronaut,hopper", help="reference photos of the sweep")
     p.add_argument("--sample-steps", type=int, default=25)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", default="2.0,1.0", help="classifier-free guidance scales; the first is plotted")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "intensity_control.png"))
@@ -334,12 +358,11 @@ def main(argv=None) -> int:
     timings["ceiling_s"] = time.time() - t0
     log(f"ceiling: {ceil}")
 
-    common = [f"train.seed={args.seed}", *args.train_set]
-    runs = {}
-    for name, extra in (("with_module", []), ("without_module", ["model.intensity_scale=0"])):
-        t0 = time.time()
-        runs[name] = train_run(work, name, shards, base, args.steps, args.threads, id_kind, id_dim, common + extra)
-        timings[f"train_{name}_s"] = time.time() - t0
+    t0 = time.time()
+    variants = {"with_module": [], "without_module": ["model.intensity_scale=0"]}
+    runs = train_runs(work, variants, shards, base, args.steps, args.threads, id_kind, id_dim,
+                      [f"train.seed={args.seed}", *args.train_set])
+    timings["train_both_s"] = time.time() - t0
 
     from human_motion.sources.demo import _photos  # the same photos the build framed
 
@@ -349,26 +372,32 @@ def main(argv=None) -> int:
     references = {n: np.asarray(Image.open(portraits[n]).convert("RGB")) for n in args.photos.split(",")}
     intensities = [float(v) for v in args.intensities.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
+    guidances = [float(v) for v in args.guidance.split(",")]
     results = {"resolution": RES, "num_frames": NUM_FRAMES, "intensities": intensities, "seeds": seeds,
                "photos": list(references), "train_steps": args.steps, "vae_steps": args.vae_steps,
-               "sample_steps": args.sample_steps, "guidance_scale": args.guidance, "ceiling": ceil}
+               "sample_steps": args.sample_steps, "guidance_scales": guidances, "ceiling": ceil}
     for name, run in runs.items():
         t0 = time.time()
-        rows = sweep(run, references, intensities, seeds, args.sample_steps, args.guidance, work / "samples" / name)
+        by_guidance = sweep(run, references, intensities, seeds, args.sample_steps, guidances, work / "samples" / name)
         timings[f"sweep_{name}_s"] = time.time() - t0
-        asked = np.array([r["asked"] for r in rows])
-        meas = np.array([r["measured"] for r in rows])
-        per_level = {f"{v:g}": [float(meas[asked == v].mean()), float(meas[asked == v].std())] for v in intensities}
-        losses = [json.loads(l) for l in (run / "logs" / "train.jsonl").read_text().splitlines()]
-        val = [r["val_loss"] for r in losses if "val_loss" in r]
-        results[name] = {"stats": stats(asked, meas), "per_level_mean_std": per_level, "rows": rows,
-                         "val_loss_first_last": [val[0], val[-1]] if val else None}
-        log(f"{name}: {results[name]['stats']} per level {per_level}")
+        for g, rows in by_guidance.items():  # the first scale is the headline (plot), the others a sensitivity check
+            asked = np.array([r["asked"] for r in rows])
+            meas = np.array([r["measured"] for r in rows])
+            per_level = {f"{v:g}": [float(meas[asked == v].mean()), float(meas[asked == v].std())]
+                         for v in intensities}
+            entry = {"guidance_scale": g, "stats": stats(asked, meas), "per_level_mean_std": per_level, "rows": rows}
+            log(f"{name} guidance {g:g}: {entry['stats']} per level {per_level}")
+            if g == guidances[0]:
+                lines = (run / "logs" / "train.jsonl").read_text().splitlines()
+                val = [r["val_loss"] for r in map(json.loads, lines) if "val_loss" in r]
+                results[name] = {**entry, "val_loss_first_last": [val[0], val[-1]] if val else None, "other": []}
+            else:
+                results[name]["other"].append({k: v for k, v in entry.items() if k != "rows"})
     timings["total_s"] = time.time() - t_start
     results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     (work / "results.json").write_text(json.dumps(results, indent=2))
     plot(results, pathlib.Path(args.plot))
-    summary = {k: results[k]["stats"] for k in ("with_module", "without_module")}
+    summary = {k: [results[k]["stats"], results[k]["other"]] for k in ("with_module", "without_module")}
     print(json.dumps({"summary": summary, "ceiling": ceil, "timings_s": results["timings_s"]}, indent=2))
     return 0
 
