@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default=str(pathlib.Path(tempfile.gettempdir()) / "hm_intensity_control"),
                    help="shards, base, runs, samples, results.json; existing parts are reused")
-    p.add_argument("--steps", type=int, default=1500, help="training steps of each of the two models")
+    p.add_argument("--steps", type=int, default=1000, help="training steps of each of the two models")
     p.add_argument("--vae-steps", type=int, default=600)
     p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20",
                    help="pan speeds of the training clips (px per step at 512 px)")
