@@ -254,13 +254,11 @@ def train_runs(work: pathlib.Path, variants: dict[str, list[str]], shards: pathl
 
 # -------------------------------------------------------------------------------------------------- 4. generation
 def load_pipeline(run: pathlib.Path):
-    from human_motion.model.components import load_unet_weights
     from human_motion.model.sampling import MotionCharacterPipeline
 
+    # What `hm generate --checkpoint RUN` loads: the base named in the run's config, its adapter/ and, for a
+    # model.train_unet run like these, the whole trained UNet from unet/.
     pipe = MotionCharacterPipeline.from_pretrained(str(run))
-    # The pipeline loads adapter/ (and motion_modules/) onto the base named in the run's config; a model.train_unet
-    # run also trained the base UNet, saved in unet/: its weights replace the base's (idempotent if already loaded).
-    load_unet_weights(pipe.unet, run / "unet")
     pipe.to("cpu")
     return pipe
 

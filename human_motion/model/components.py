@@ -218,4 +218,5 @@ def load_unet_weights(unet, path: str | pathlib.Path) -> None:
     missing, unexpected = unet.load_state_dict(state, strict=False)
     missing = [k for k in missing if ".processor." not in k]
     if missing or unexpected:
-        raise ValueError(f"{path}: UNet weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(f"{path}: the UNet weights do not match the run's base model "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

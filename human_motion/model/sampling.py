@@ -33,7 +33,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from human_motion.config import ConfigError
 from human_motion.media import REFERENCE_MAX_SIDE_PX, read_reference_image
-from human_motion.model.components import decode_latents, encode_clip_image, encode_text
+from human_motion.model.components import decode_latents, encode_clip_image, encode_text, load_unet_weights
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
 
 # The paper's sampling settings (Sec. 4.1): 16 frames at 512x512, 30 DDIM steps, guidance 8.0.
@@ -224,19 +224,6 @@ def _face_message(e, row, decode) -> str:
     return f"the reference face is not usable: {e.reason} ({e.detail}), the same rule `hm build` applies"
 
 
-def _load_trained_unet(unet, path: pathlib.Path) -> None:
-    """The ``unet/`` of a ``model.train_unet`` run (the UNetMotionModel without the adapter's processors, which
-    come from ``adapter/``) into ``unet``; strict on every key but the processors'."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path / "diffusion_pytorch_model.safetensors"))
-    missing, unexpected = unet.load_state_dict(state, strict=False)
-    missing = [k for k in missing if ".processor." not in k]
-    if missing or unexpected:
-        raise ConfigError(f"{path}: the UNet weights do not match the run's base model "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
 class MotionCharacterPipeline(DiffusionPipeline):
     """Text + reference face + action phrase + intensity -> video, with AnimateDiff + the MotionCharacter adapter.
 
@@ -280,7 +267,7 @@ class MotionCharacterPipeline(DiffusionPipeline):
         c = load_components(model_cfg, run, seed=cfg.train.seed)
         unet_dir = adapter_dir.parent / "unet"
         if unet_dir.is_dir() and not getattr(cfg.model, "unet", None):
-            _load_trained_unet(c.unet, unet_dir)  # a run with model.train_unet: its whole UNet trained
+            load_unet_weights(c.unet, unet_dir)  # a run with model.train_unet: its whole UNet trained
         motion_dir = adapter_dir.parent / "motion_modules"
         if motion_dir.is_dir():
             from diffusers import MotionAdapter
