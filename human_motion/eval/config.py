@@ -11,6 +11,7 @@ import dataclasses
 from typing import Literal
 
 from human_motion.config import ConfigError
+from human_motion.devices import auto_device
 
 METRICS = ("face_similarity", "clip", "dynamic_degree", "motion_smoothness", "dover", "intensity_fidelity")
 
@@ -113,8 +114,4 @@ class EvalConfig:
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_device(device)

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from human_motion.config import ConfigError
+from human_motion.devices import auto_device, torch_dtype
 from human_motion.media import write_mp4
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,8 @@ def resolve_device(device: str, dtype: str):
     """(device, torch dtype): cuda when asked or available, falling back to the CPU with a warning."""
     import torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
+    device = auto_device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
         print("hm generate: CUDA is not available, running on the CPU (fp32)", file=sys.stderr)
         device = "cpu"
     if dtype == "auto":
@@ -90,7 +90,7 @@ def resolve_device(device: str, dtype: str):
     if device == "cpu" and dtype == "fp16":
         print("hm generate: fp16 is slow or unsupported on the CPU; using fp32", file=sys.stderr)
         dtype = "fp32"
-    return device, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    return device, torch_dtype(dtype)
 
 
 def load_pipeline(checkpoint: str, device: str = "auto", dtype: str = "auto", cpu_offload: bool = False,

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from human_motion.config import ConfigError
+from human_motion.devices import auto_device, torch_dtype
 from human_motion.pipelines.config import CaptionConfig
 from human_motion.pipelines.stage import StageError
 
@@ -149,10 +150,11 @@ class TransformersBackend:
             raise ImportError("caption.backend=transformers needs transformers and torch "
                               "(pip install 'human-motion[model]')") from e
         self.torch, self.cfg = torch, cfg
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.dtype)
-        if dtype is None:  # auto: bf16 on a GPU, fp32 on the CPU
+        self.device = auto_device(cfg.device)
+        if cfg.dtype == "auto":  # bf16 on a GPU, fp32 on the CPU
             dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            dtype = torch_dtype(cfg.dtype)
         self.processor = AutoProcessor.from_pretrained(cfg.model)
         if not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"{cfg.model}: the processor has no chat template; use an instruction-tuned model")

@@ -12,6 +12,7 @@ import pathlib
 import cv2
 import numpy as np
 
+from human_motion.devices import auto_device, torch_dtype
 from human_motion.pipelines.config import BuildConfig, FlowConfig
 from human_motion.pipelines.faces import npy_bytes
 from human_motion.pipelines.metrics import compute_flow_intensity, flow_magnitude, flow_maps_uint8
@@ -75,14 +76,11 @@ class RaftFlow:
                                    f"{builder.__name__}(weights=\"DEFAULT\")') or set flow.raft_weights to a local "
                                    "file") from e
             weights = str(default)
-        if cfg.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            self.device = cfg.device
+        self.device = auto_device(cfg.device)
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("flow.device=cuda but no CUDA device is visible here (under Ray, give the flow stage "
                                "flow.num_gpus > 0)")
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision]
+        self.dtype = torch_dtype(cfg.precision)
         if self.device == "cpu" and self.dtype == torch.float16:
             raise ValueError("flow.precision=fp16 needs CUDA; use fp32 or bf16 on CPU")
         if self.device.startswith("cuda"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from human_motion.devices import auto_device
 from human_motion.pipelines.config import BuildConfig
 from human_motion.pipelines.select import select
 from human_motion.pipelines.stage import Stage, StageError
@@ -165,7 +166,7 @@ class Quality(Stage):
         except ImportError:
             raise ImportError("quality.iq_backend=clip_iqa needs torch and transformers: pip install -e '.[model]'"
                               ) from None
-        device = self.q.device if self.q.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = auto_device(self.q.device)
         model = CLIPModel.from_pretrained(self.q.clip_model).to(device).eval()
         processor = CLIPProcessor.from_pretrained(self.q.clip_model)
         with torch.no_grad():
