@@ -76,8 +76,9 @@ class DataConfig:
     shuffle_buffer: int = 64
     max_bad_fraction: float = 0.5  # stop when more than this share of read samples is bad (after 20 reads)
     num_synthetic_samples: int = 8
-    # A subset of the shards' samples to train on: the output of `hm select` (.txt keys, .parquet or .csv with a
-    # `key` column), e.g. an intensity-balanced subset. Other samples are passed over (not counted as bad).
+    # The output of `hm select`: a subset of the shards' samples to train on (.txt keys, .parquet or .csv with a
+    # `key` column), e.g. an intensity-balanced one, or with --weights per-sample sampling weights (each pass over
+    # the shards draws a sample floor(w) or floor(w) + 1 times, w on average). Samples not listed are passed over.
     keys_file: str | None = None
 
     def __post_init__(self):

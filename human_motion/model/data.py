@@ -195,24 +195,46 @@ def list_shards(shards: str) -> list[str]:
     return list(wds.shardlists.expand_urls(shards))
 
 
-def read_keys(path: str) -> frozenset[str]:
-    """Sample keys from `hm select`'s output: .txt (first column), or a `key` column of .parquet / .csv."""
+def read_selection(path: str) -> dict[str, float]:
+    """Sample key -> sampling weight, from `hm select`'s output: a subset (.txt keys, or a `key` column of .parquet /
+    .csv; every weight 1) or, written with ``--weights``, per-sample weights (``key<TAB>weight`` lines, or a `weight`
+    column)."""
     p = pathlib.Path(path)
     if not p.is_file():
         raise ConfigError(f"data.keys_file {path!r} does not exist; write one with `hm select BUILD --out FILE`")
-    if p.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    if p.suffix in (".parquet", ".csv"):
+        if p.suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        keys = pq.read_table(p, columns=["key"]).column("key").to_pylist()
-    elif p.suffix == ".csv":
-        import pyarrow.csv as pacsv
+            table = pq.read_table(p)
+        else:
+            import pyarrow.csv as pacsv
 
-        keys = pacsv.read_csv(p).column("key").to_pylist()
+            table = pacsv.read_csv(p)
+        if "key" not in table.column_names:
+            raise ConfigError(f"data.keys_file {path!r} has no `key` column")
+        keys = [str(k) for k in table.column("key").to_pylist()]
+        weights = table.column("weight").to_pylist() if "weight" in table.column_names else [1.0] * len(keys)
     else:
-        keys = [line.split("\t")[0].strip() for line in p.read_text().splitlines() if line.strip()]
+        fields = [line.split("\t") for line in p.read_text().splitlines() if line.strip()]
+        keys = [f[0].strip() for f in fields]
+        try:
+            weights = [float(f[1]) if len(f) > 1 else 1.0 for f in fields]
+        except ValueError as e:
+            raise ConfigError(f"data.keys_file {path!r}: a weight is not a number ({e})") from None
     if not keys:
         raise ConfigError(f"data.keys_file {path!r} lists no keys")
-    return frozenset(keys)
+    selection = {k: float(w) for k, w in zip(keys, weights)}
+    if not all(np.isfinite(w) and w >= 0 for w in selection.values()) or not any(selection.values()):
+        raise ConfigError(f"data.keys_file {path!r}: weights must be finite, >= 0 and not all 0")
+    return selection
+
+
+def repeats(weight: float, rng: np.random.Generator) -> int:
+    """How often a sample of this weight is drawn in one pass: floor(w), plus one with probability frac(w); the
+    expected count is the weight, so a pass draws every `hm select --weights` bin equally often."""
+    whole = int(weight)
+    return whole + int(rng.random() < weight - whole)
 
 
 class SlotDataset:
@@ -278,7 +300,8 @@ class ShardDataset(SlotDataset):
     def __init__(self, shards: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.urls = list_shards(shards)
-        self.keys = read_keys(self.cfg.keys_file) if self.cfg.keys_file else None
+        self.selection = read_selection(self.cfg.keys_file) if self.cfg.keys_file else None
+        self.weighted = self.selection is not None and any(w != 1.0 for w in self.selection.values())
 
     def _stream(self, static: bool | None, stream_id: int) -> Iterator[dict]:
         """Raw samples of one kind (``None``: both), forever: each epoch shuffles the shard order, then a buffer."""
@@ -286,24 +309,33 @@ class ShardDataset(SlotDataset):
 
         for epoch in itertools.count():
             rng = np.random.default_rng([self.seed, epoch, stream_id])
+            weight_rng = np.random.default_rng([self.seed, epoch, stream_id, 3])
             urls = list(self.urls)
             rng.shuffle(urls)
             pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=self.bad.handler))
-            buffer, seen = [], 0
+            buffer, seen, heaviest = [], 0, 0.0
             for raw in pipeline:
                 if static is not None and ("mp4" not in raw) != static:
                     continue
-                if self.keys is not None and raw.get("__key__") not in self.keys:
-                    continue
+                n = 1
+                if self.selection is not None:
+                    weight = self.selection.get(raw.get("__key__"))
+                    if weight is None:
+                        continue
+                    n = repeats(weight, weight_rng) if self.weighted else 1
+                    heaviest = max(heaviest, weight)
                 seen += 1
-                buffer.append(raw)
-                if len(buffer) >= self.cfg.shuffle_buffer:
-                    yield buffer.pop(rng.integers(len(buffer)))
+                for _ in range(n):  # a sample drawn twice is decoded twice, with its own flip and window
+                    buffer.append(raw)
+                    if len(buffer) >= self.cfg.shuffle_buffer:
+                        yield buffer.pop(rng.integers(len(buffer)))
             while buffer:
                 yield buffer.pop(rng.integers(len(buffer)))
+            kind = {None: "", True: "static ", False: "video "}[static]
             if not seen:
-                kind = {None: "", True: "static ", False: "video "}[static]
                 raise ConfigError(f"no {kind}samples in {len(self.urls)} shards; check the shards or data.static_ratio")
+            if self.selection is not None and not heaviest:
+                raise ConfigError(f"every {kind}sample of data.keys_file has weight 0; check it or data.static_ratio")
 
     def raw_slots(self, start: int) -> Iterator[tuple[int, dict]]:
         ratio = self.cfg.static_ratio

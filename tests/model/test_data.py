@@ -119,3 +119,40 @@ def test_keys_file_restricts_training_to_a_selected_subset(shards, tmp_path):
     assert seen and set(seen) <= set(keys)
     with pytest.raises(ConfigError, match="does not exist"):
         get_dataset(data_cfg(keys_file=str(tmp_path / "none.txt")), tiny_model_config(), str(shards), seed=0)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "parquet"])
+def test_weights_file_draws_samples_in_proportion(shards, tmp_path, fmt):
+    """`hm select --weights` output: each pass draws a sample floor(w) or floor(w)+1 times (w on average); weight 0
+    never; samples not listed never."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import webdataset as wds
+
+    from human_motion.model.data import list_shards
+
+    keys = sorted(s["__key__"] for s in wds.WebDataset(list_shards(str(shards)), shardshuffle=False)
+                  if "mp4" in s and s["__key__"])[:4]
+    weights = dict(zip(keys, [3.0, 0.5, 0.0, 1.0]))
+    path = tmp_path / f"weights.{fmt}"
+    if fmt == "txt":
+        path.write_text("".join(f"{k}\t{w}\n" for k, w in weights.items()))
+    else:
+        pq.write_table(pa.table({"key": list(weights), "weight": list(weights.values())}), path)
+    ds = get_dataset(data_cfg(keys_file=str(path)), tiny_model_config(), str(shards), seed=0)
+    drawn = [raw["__key__"] for raw in itertools.islice(ds._stream(None, 0), 900)]
+    counts = {k: drawn.count(k) for k in keys}
+    assert set(drawn) <= set(keys) and counts[keys[2]] == 0
+    assert counts[keys[0]] == pytest.approx(3 * counts[keys[3]], rel=0.02)  # 3.0 is drawn exactly 3 times a pass
+    assert counts[keys[1]] == pytest.approx(0.5 * counts[keys[3]], rel=0.25)
+
+    zero = tmp_path / "zero.txt"
+    zero.write_text(f"{keys[0]}\t0\n")
+    with pytest.raises(ConfigError, match="not all 0"):
+        get_dataset(data_cfg(keys_file=str(zero)), tiny_model_config(), str(shards), seed=0)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{keys[0]}\tmany\n")
+    with pytest.raises(ConfigError, match="not a number"):
+        get_dataset(data_cfg(keys_file=str(bad)), tiny_model_config(), str(shards), seed=0)
