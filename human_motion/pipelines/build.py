@@ -25,6 +25,7 @@ import yaml
 
 from human_motion import __version__
 from human_motion.config import ConfigError, load_config, merge, read_config_file, resolve_config_path, to_dict
+from human_motion.pipelines import crashes
 from human_motion.pipelines.config import BuildConfig, stage_resources
 from human_motion.pipelines.sink import ShardSink, done_shards, finalize, write_atomic
 from human_motion.sources import collect_specs, parse_sources_arg
@@ -119,8 +120,8 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> set[str]:
 def _clean_output(fs, root: str) -> None:
     for path in fs.glob(f"{root}/*"):
         name = path.rsplit("/", 1)[-1]
-        if name[:6].isdigit() or name in (INPUTS, FINGERPRINT, "index.parquet", "rejects.parquet",
-                                           "manifest.json", "config.yaml") or name.endswith(".tmp"):
+        if name[:6].isdigit() or name in (INPUTS, FINGERPRINT, crashes.QUARANTINE, "index.parquet",
+                                           "rejects.parquet", "manifest.json", "config.yaml") or name.endswith(".tmp"):
             fs.rm(path, recursive=True)
 
 
@@ -150,8 +151,9 @@ def _init_ray(cfg: BuildConfig):
 MAX_BLOCKS = 4096
 
 
-def run_stages_ray(cfg: BuildConfig, rows: list[Row]):
-    """Stream rows through the stages on Ray Data; yields finished rows as they arrive."""
+def run_stages_ray(cfg: BuildConfig, rows: list[Row], journal: str):
+    """Stream rows through the stages on Ray Data; yields finished rows as they arrive. Every stage reports the
+    rows it works on to the crash journal actor named ``journal`` (pipelines/crashes.py)."""
     ray = _init_ray(cfg)
     classes = _stage_classes()
     # One block per clip streams best on small builds; past a few thousand blocks Ray's per-block overhead wins.
@@ -159,7 +161,8 @@ def run_stages_ray(cfg: BuildConfig, rows: list[Row]):
     for name in cfg.stages:
         res = stage_resources(cfg, name)
         ds = ds.map_batches(
-            classes[name], fn_constructor_kwargs={"cfg": cfg}, batch_size=res.batch_size, batch_format="numpy",
+            crashes.JournaledStage, fn_constructor_kwargs={"stage_cls": classes[name], "cfg": cfg, "journal": journal},
+            batch_size=res.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=res.concurrency), num_cpus=res.num_cpus, num_gpus=res.num_gpus,
             # Ray Data restarts actors and retries their tasks forever by default: a clip that crashes a native
             # library would then loop. Bounded retries turn it into an error (finished shards stay done).
@@ -177,6 +180,58 @@ def run_stages_local(cfg: BuildConfig, rows: list[Row]):
         for stage in stages:
             batch = stage.process_rows(batch)
         yield from batch
+
+
+def run_passes(cfg: BuildConfig, fs, root: str, pending: list[Row], sink: ShardSink, n_done: int,
+               n_expected: int) -> None:
+    """Run the pending rows into the sink. A pass that fails because clips kept crashing their workers records
+    those clips in the quarantine and is followed by another over the shards not yet written, with the
+    quarantined clips as ``worker_crashed`` rejections; any other failure is raised."""
+    quarantine = crashes.read_quarantine(fs, root)
+    local = cfg.ray.address == "local"
+    while True:
+        rows = [r for r in pending if r.shard not in sink.written]
+        journal = name = None
+        if not local:
+            _init_ray(cfg)
+            journal, name = crashes.start_journal()
+        try:
+            runnable = []
+            for row in rows:
+                entry = quarantine.get(crashes.row_key(row))
+                if entry is None:
+                    runnable.append(row)
+                else:
+                    _sink_add(sink, crashes.quarantined_row(row, entry), n_done, n_expected)
+            for row in (run_stages_local(cfg, runnable) if local else run_stages_ray(cfg, runnable, name)):
+                _sink_add(sink, row, n_done, n_expected)
+            return
+        except Exception:
+            new = {} if journal is None or cfg.ray.max_retries < 1 else crashes.poisoned(journal, quarantine)
+            if not new:
+                raise
+            for key, entry in new.items():
+                entry["clip_id"] = _clip_id(rows, key)
+                log.warning("hm build: clip %s (%s) crashed its worker %d times in stage %s: quarantined as %s",
+                            key, entry["clip_id"], entry["crashes"], entry["stage"], crashes.CRASH_REASON)
+            quarantine.update(new)
+            write_atomic(fs, f"{root}/{crashes.QUARANTINE}", json.dumps(quarantine, indent=1).encode())
+            sink.forget_unwritten()
+        finally:
+            if journal is not None:
+                import ray
+
+                ray.kill(journal)
+
+
+def _clip_id(rows: list[Row], key: str) -> str:
+    return next((r.record.get("clip_id", "?") for r in rows if crashes.row_key(r) == key), "?")
+
+
+def _sink_add(sink: ShardSink, row: Row, n_done: int, n_expected: int) -> None:
+    shard = sink.add(row)
+    if shard is not None:
+        log.warning("hm build: shard %06d written (%d/%d shards done)", shard, n_done + len(sink.written), n_expected)
 
 
 def build(cfg: BuildConfig, out: str) -> dict:
@@ -203,12 +258,7 @@ def build(cfg: BuildConfig, out: str) -> dict:
                 len(done), len(todo))
     sink = ShardSink(fs, root, todo)
     if pending:
-        runner = run_stages_local if cfg.ray.address == "local" else run_stages_ray
-        for row in runner(cfg, pending):
-            shard = sink.add(row)
-            if shard is not None:
-                log.warning("hm build: shard %06d written (%d/%d shards done)", shard,
-                            len(done) + len(sink.written), len(expected))
+        run_passes(cfg, fs, root, pending, sink, len(done), len(expected))
         if sink.incomplete:
             raise RuntimeError(f"shards {sink.incomplete} did not receive all their clips; run the command again")
     write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())

@@ -149,7 +149,8 @@ class Caption(Stage):
         start = time.perf_counter()
         requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
                     for r in todo]
-        self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
+        with self.in_flight(todo):
+            self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
         elapsed = time.perf_counter() - start
         for r in todo:  # the batch's model time, shared among its rows (the stage's timing covers process only)
             r.add_time(self.name, elapsed / len(todo))

@@ -184,7 +184,7 @@ class RayConfig:
     num_cpus: int | None = None  # for the in-process Ray; None: all cores
     object_store_memory_mb: int | None = None
     progress: bool = True
-    max_retries: int = 3  # restarts of a crashed actor and retries of its task, then the build stops
+    max_retries: int = 3  # restarts of a crashed actor and retries of its task; then its clip is quarantined
 
 
 @dataclasses.dataclass

@@ -141,6 +141,13 @@ class ShardSink:
         write_atomic(self.fs, f"{base}{STATS_SUFFIX}", json.dumps(stats, indent=1).encode())
         self.written.append(shard)
 
+    def forget_unwritten(self) -> None:
+        """Drop what arrived for shards not yet written (their clips will all be run again)."""
+        for shard in self.incomplete:
+            for table in (self.samples, self.rejects, self.clips_done, self.timings):
+                table.pop(shard, None)
+        self.windows_seen = Counter()  # a written shard's clips are all whole: what is left belongs to the others
+
     @property
     def incomplete(self) -> list[int]:
         return sorted(s for s in self.expected if s not in self.written)

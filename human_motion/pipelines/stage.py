@@ -7,6 +7,7 @@ called on a plain list of rows (``process_rows``), so tests run stages without R
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -30,6 +31,19 @@ class StageError(Exception):
 
 class Stage:
     name = "stage"
+    journal = None  # on Ray actors: told which rows are in flight, so a row that crashes the worker is found
+
+    @contextlib.contextmanager
+    def in_flight(self, rows: list[Row]):
+        """Mark ``rows`` as being worked on until the block ends (pipelines/crashes.py)."""
+        if self.journal is None or not rows:
+            yield
+            return
+        self.journal.begin(rows, self.name)
+        try:
+            yield
+        finally:  # a Python error finishes the row too (as a rejection); only a dead process never gets here
+            self.journal.end(rows)
 
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
@@ -49,7 +63,8 @@ class Stage:
                 continue
             start = time.perf_counter()
             try:
-                produced = self.process(row)
+                with self.in_flight([row]):
+                    produced = self.process(row)
             except (StageError, MediaError) as e:
                 row.reject(self.name, e.reason, e.detail)
                 produced = [row]

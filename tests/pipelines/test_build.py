@@ -212,3 +212,33 @@ def test_runtime_settings_do_not_block_a_resume(demo_build, tmp_path):
     cfg = small_build_config(**{"flow.concurrency": 2, "faces.num_cpus": 1, "caption.request_timeout_s": 5})
     summary = build(cfg, str(out))  # every shard is done: nothing to redo, and no config complaint
     assert summary["samples"] == len(pq.read_table(out / "index.parquet"))
+
+
+@pytest.mark.slow
+def test_a_clip_that_crashes_its_worker_is_quarantined_and_the_rest_is_built(tmp_path):
+    """A clip that segfaults its Ray worker every time becomes a worker_crashed rejection; every other clip ends
+    exactly as in a build without it, and a second run of the same command changes nothing."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    poison = "astronaut_pan_6.mp4"
+    args = _cmd(tmp_path / "out")[6:] + ["--set", "ray.max_retries=1"]
+    run = subprocess.run([sys.executable, "-m", "tests.pipelines.poison", str(tmp_path / "out"), poison, *args],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"{poison}" in run.stderr and "quarantined as worker_crashed" in run.stderr
+    out = tmp_path / "out"
+    rejects = pq.read_table(out / "rejects.parquet").to_pandas()
+    crashed = rejects[rejects.reason == "worker_crashed"]
+    assert list(crashed.clip_id) == [poison] and list(crashed.stage) == ["faces"]
+    quarantine = json.loads((out / "_quarantine.json").read_text())
+    assert [v["stage"] for v in quarantine.values()] == ["faces"]
+    assert min(v["crashes"] for v in quarantine.values()) >= 2
+
+    full = tmp_path / "full"  # the same build in one process, where nothing crashes
+    subprocess.run(_cmd(full, "--set", "ray.address=local"), check=True, env=env, capture_output=True, timeout=600)
+    expected = {k: v for k, v in _samples(full).items() if v[0] != poison}
+    assert _samples(out) == expected
+    index_before = (out / "index.parquet").read_bytes()
+    again = subprocess.run([sys.executable, "-m", "tests.pipelines.poison", str(out), poison, *args], env=env,
+                           capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "index.parquet").read_bytes() == index_before

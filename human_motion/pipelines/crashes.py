@@ -1,0 +1,119 @@
+"""Clips that kill their worker: found, recorded as rejections, and the build goes on without them.
+
+A Python error on one row is caught by ``Stage.process_rows`` and becomes a rejection. A crash inside a native
+library (a segfault in a decoder or a model runtime, an abort, the OOM killer) takes the whole Ray actor with it,
+and there is nothing left to catch it. Ray restarts the actor and retries its task ``ray.max_retries`` times, then
+the build fails. To know which clip did it, every stage on a Ray actor tells a small journal actor which rows it
+is working on (``begin``) and which it finished (``end``). A clip that was begun and never finished at least twice
+(it crashed its worker, was retried, and crashed it again) is *poisoned*: the build records it in
+``<out>/_quarantine.json``, reruns the shards that were not finished, and writes the clip into its shard's
+rejects as ``worker_crashed`` (stage: where it crashed). Rows that were merely in flight on other actors when the
+pipeline was torn down were begun once, not twice, and are simply processed again.
+
+With ``ray.max_retries: 0`` a crash is never retried, so no clip can be told apart from its bystanders: the build
+stops at the first crash, as it always did. Builds with ``ray.address: local`` run in one process, which a crash
+ends; the quarantine written by an earlier Ray run is still honoured there.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+from human_motion.types import Row
+
+QUARANTINE = "_quarantine.json"
+CRASH_REASON = "worker_crashed"
+MIN_CRASHES = 2  # begun and never finished this many times in one pass: the clip, not a bystander
+
+
+def row_key(row: Row) -> str:
+    """One clip of the input manifest (all of its windows)."""
+    return f"{row.shard}:{row.clip_index}"
+
+
+class CrashJournal:
+    """Which clips each stage began and finished (a Ray actor, one per pass of a build)."""
+
+    def __init__(self):
+        self.begun: Counter = Counter()
+        self.ended: Counter = Counter()
+        self.stage: dict[str, str] = {}
+
+    def begin(self, keys: list[str], stage: str) -> None:
+        self.begun.update(keys)
+        for k in keys:
+            self.stage[k] = stage
+
+    def end(self, keys: list[str]) -> None:
+        self.ended.update(keys)
+
+    def unfinished(self) -> dict[str, dict]:
+        """``{key: {"stage": ..., "crashes": n}}`` for every clip begun more often than finished."""
+        return {k: {"stage": self.stage[k], "crashes": n - self.ended[k]}
+                for k, n in self.begun.items() if n > self.ended[k]}
+
+
+def start_journal():
+    """A fresh journal actor; returns (handle, name)."""
+    import ray
+
+    name = f"hm-crash-journal-{uuid.uuid4().hex[:12]}"
+    handle = ray.remote(num_cpus=0, max_restarts=0)(CrashJournal).options(name=name).remote()
+    ray.get(handle.unfinished.remote())  # started before any stage asks for it by name
+    return handle, name
+
+
+class JournalClient:
+    """What a stage on a Ray actor holds: blocking calls, so a crash right after ``begin`` cannot lose it."""
+
+    def __init__(self, name: str):
+        import ray
+
+        self._ray = ray
+        self._actor = ray.get_actor(name)
+
+    def begin(self, rows: list[Row], stage: str) -> None:
+        self._ray.get(self._actor.begin.remote([row_key(r) for r in rows], stage))
+
+    def end(self, rows: list[Row]) -> None:
+        self._ray.get(self._actor.end.remote([row_key(r) for r in rows]))
+
+
+class JournaledStage:
+    """The callable class Ray Data builds once per actor: a stage that reports its rows to the journal."""
+
+    def __init__(self, stage_cls: type, cfg, journal: str):
+        self.stage = stage_cls(cfg)
+        self.stage.journal = JournalClient(journal)
+
+    def __call__(self, batch):
+        return self.stage(batch)
+
+
+def poisoned(journal, known: dict[str, dict]) -> dict[str, dict]:
+    """Clips the failed pass shows crashing their worker at least ``MIN_CRASHES`` times, not already known."""
+    import ray
+
+    return {k: v for k, v in ray.get(journal.unfinished.remote()).items()
+            if v["crashes"] >= MIN_CRASHES and k not in known}
+
+
+def read_quarantine(fs, root: str) -> dict[str, dict]:
+    path = f"{root}/{QUARANTINE}"
+    if not fs.exists(path):
+        return {}
+    data = json.loads(fs.cat_file(path))
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and "stage" in v for v in data.values()):
+        raise ValueError(f"{path} is not a quarantine file written by hm build; delete it to start over")
+    return data
+
+
+def quarantined_row(row: Row, entry: dict) -> Row:
+    """The clip's one rejection row (whatever windows it would have made)."""
+    quarantined = Row(row.shard, row.clip_index, 1, dict(row.record))
+    quarantined.reject(entry["stage"], CRASH_REASON,
+                       f"killed its worker {entry['crashes']} times in stage {entry['stage']} (a native crash: "
+                       f"segfault, abort or out of memory; the Ray worker logs say which); see {QUARANTINE}")
+    return quarantined
