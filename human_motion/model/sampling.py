@@ -35,6 +35,7 @@ from human_motion.config import ConfigError
 from human_motion.media import REFERENCE_MAX_SIDE_PX, read_reference_image
 from human_motion.model.components import decode_latents, encode_clip_image, encode_text, load_unet_weights
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
+from human_motion.model.noise import with_shared
 
 # The paper's sampling settings (Sec. 4.1): 16 frames at 512x512, 30 DDIM steps, guidance 8.0.
 PAPER_NUM_FRAMES = 16
@@ -422,6 +423,11 @@ class MotionCharacterPipeline(DiffusionPipeline):
                  width // self.vae_scale_factor)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+            rho = float(self.train_config.get("model", {}).get("noise_frame_correlation", 0.0))
+            if rho:  # the noise prior the run was trained with (model/noise.py)
+                shared = randn_tensor((*shape[:2], 1, *shape[3:]), generator=generator, device=device,
+                                      dtype=torch.float32)
+                latents = with_shared(latents, shared, rho)
         model = MotionCharacterModel(self.unet, self.adapter)  # what training and validation call
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             latents = denoise(model, scheduler, cond, uncond, latents.to(device, torch.float32), guidance_scale,

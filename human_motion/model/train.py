@@ -28,6 +28,7 @@ from human_motion.model.conditioning import MotionCharacterModel, encode_conditi
 from human_motion.model.config import TrainConfig
 from human_motion.model.data import get_dataset
 from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
+from human_motion.model.noise import video_noise
 from human_motion.model.validation import fixed_batch_loss, sample_clips, save_gif, target_for
 
 logger = logging.getLogger(__name__)
@@ -215,12 +216,13 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
         record = {"step": step, "event": "validation"}
         with accelerator.autocast():
             if cfg.validation.fixed_batch_loss:
-                record["val_loss"] = fixed_batch_loss(unwrapped, c, fixed_batch, cond, cfg.loss.region_delta, seed)
+                record["val_loss"] = fixed_batch_loss(unwrapped, c, fixed_batch, cond, cfg.loss.region_delta, seed,
+                                                      cfg.model.noise_frame_correlation)
             n = min(cfg.validation.num_samples, cfg.train.train_batch_size)
             if n:
                 clips = sample_clips(unwrapped, c, {k: v[:n] for k, v in cond.items()}, cfg.data.num_frames,
                                      cfg.data.resolution, cfg.validation.num_inference_steps,
-                                     cfg.validation.guidance_scale, seed)
+                                     cfg.validation.guidance_scale, seed, cfg.model.noise_frame_correlation)
                 (out / "samples").mkdir(exist_ok=True)
                 for i, clip in enumerate(clips):
                     save_gif(clip, out / "samples" / f"step{step:06d}_{i}.gif")
@@ -237,7 +239,7 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
         gen = torch.Generator(device).manual_seed((seed * 1_000_003 + step) * 4096 + rank)
         with accelerator.accumulate(model):
             latents = encode_video(c.vae, batch["pixel_values"].to(device), generator=gen).float()  # (b, c, f, h, w)
-            noise = torch.randn(latents.shape, generator=gen, device=device)
+            noise = video_noise(latents.shape, gen, device, cfg.model.noise_frame_correlation)
             timesteps = torch.randint(0, c.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
                                       generator=gen, device=device)
             noisy_latents = c.noise_scheduler.add_noise(latents, noise, timesteps)

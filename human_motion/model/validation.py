@@ -13,6 +13,7 @@ import torch
 from human_motion.model.components import Components, decode_latents, encode_text, encode_video
 from human_motion.model.conditioning import unconditional
 from human_motion.model.losses import region_aware_loss, region_weights
+from human_motion.model.noise import video_noise
 
 
 def target_for(scheduler, latents, noise, timesteps) -> torch.Tensor:
@@ -25,13 +26,14 @@ def target_for(scheduler, latents, noise, timesteps) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fixed_batch_loss(model, c: Components, batch: dict, cond: dict, region_delta: float, seed: int) -> float:
+def fixed_batch_loss(model, c: Components, batch: dict, cond: dict, region_delta: float, seed: int,
+                     rho: float = 0.0) -> float:
     """Region-aware loss of ``batch`` at evenly spread timesteps with noise drawn from ``seed``: comparable across
     checkpoints and across resumed runs."""
     device = cond["text_embeds"].device
     gen = torch.Generator(device).manual_seed(seed)
     latents = encode_video(c.vae, batch["pixel_values"].to(device), generator=gen).float()  # (b, c, f, h, w)
-    noise = torch.randn(latents.shape, generator=gen, device=device)
+    noise = video_noise(latents.shape, gen, device, rho)
     n = c.noise_scheduler.config.num_train_timesteps
     timesteps = torch.linspace(n * 0.1, n * 0.9, latents.shape[0], device=device).long()
     noisy_latents = c.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -42,8 +44,9 @@ def fixed_batch_loss(model, c: Components, batch: dict, cond: dict, region_delta
 
 @torch.no_grad()
 def sample_clips(model, c: Components, cond: dict, num_frames: int, size: int, steps: int, guidance_scale: float,
-                 seed: int) -> torch.Tensor:
-    """DDIM sampling with classifier-free guidance -> frames (b, f, 3, H, W) in [0, 1]."""
+                 seed: int, rho: float = 0.0) -> torch.Tensor:
+    """DDIM sampling with classifier-free guidance -> frames (b, f, 3, H, W) in [0, 1]; ``rho``: the model's
+    noise_frame_correlation."""
     from diffusers import DDIMScheduler
 
     from human_motion.model.sampling import denoise
@@ -55,7 +58,7 @@ def sample_clips(model, c: Components, cond: dict, num_frames: int, size: int, s
     latent_size = size // 2 ** (len(c.vae.config.block_out_channels) - 1)
     shape = (b, c.vae.config.latent_channels, num_frames, latent_size, latent_size)
     gen = torch.Generator(device).manual_seed(seed)
-    noise = torch.randn(shape, generator=gen, device=device)  # (b, c, f, h, w)
+    noise = video_noise(shape, gen, device, rho)  # (b, c, f, h, w)
     uncond = None
     if guidance_scale > 1.0:
         empty = encode_text(c.tokenizer, c.text_encoder, [""], c.tokenizer.model_max_length)

@@ -177,3 +177,31 @@ def test_model_cpu_offload_hooks_give_the_same_video(run_dir, reference):
     assert p._execution_device.type == "cpu" and len(p._all_hooks) == 4  # text, image, unet, vae
     np.testing.assert_array_equal(sample(p, reference).frames, before)
     np.testing.assert_array_equal(sample(p, reference).frames, before)
+
+
+def test_samples_with_the_noise_prior_the_run_was_trained_with(pipe, reference, monkeypatch):
+    """model.noise_frame_correlation of the run's config shapes the initial noise (model/noise.py)."""
+    import human_motion.model.sampling as sampling
+
+    seen = []
+    real = sampling.denoise
+
+    def spy(model, scheduler, cond, uncond, noise, *args, **kwargs):
+        seen.append(noise.clone())
+        return real(model, scheduler, cond, uncond, noise, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "denoise", spy)
+    model_cfg = pipe.train_config.setdefault("model", {})
+    before = model_cfg.get("noise_frame_correlation", 0.0)
+    try:
+        for rho in (0.0, 0.9):
+            model_cfg["noise_frame_correlation"] = rho
+            sample(pipe, reference, num_frames=8, num_inference_steps=1)
+    finally:
+        model_cfg["noise_frame_correlation"] = before
+    independent, shared = seen
+    corr = [torch.corrcoef(torch.stack([n[:, :, 0].flatten(), n[:, :, 7].flatten()]))[0, 1].item() for n in seen]
+    assert abs(corr[0]) < 0.2 and corr[1] > 0.7
+    # The per-frame part is the same draw as with rho 0, plus one common part: recovered from frame 0, it gives all.
+    common = (shared[:, :, :1] - 0.1**0.5 * independent[:, :, :1]) / 0.9**0.5
+    torch.testing.assert_close(shared, 0.9**0.5 * common + 0.1**0.5 * independent)
