@@ -49,12 +49,13 @@ def _photos() -> dict[str, tuple[pathlib.Path, tuple[float, float, float]]]:
     return found
 
 
-def _triangle(t: np.ndarray, speed: float, amplitude: float) -> np.ndarray:
-    """Position at time t (in steps) moving at ``speed`` per step, bouncing between -amplitude and +amplitude."""
+def _triangle(t: np.ndarray, speed: float, amplitude: float, from_left: bool = False) -> np.ndarray:
+    """Position at time t (in steps) moving at ``speed`` per step, bouncing between -amplitude and +amplitude;
+    starting at 0 moving right, or (``from_left``) at -amplitude moving right."""
     if speed == 0:
         return np.zeros_like(t)
     period = 4 * amplitude / speed
-    phase = (t % period) / period
+    phase = ((t + 0.75 * period * from_left) % period) / period
     return amplitude * np.where(phase < 0.25, 4 * phase, np.where(phase < 0.75, 2 - 4 * phase, 4 * phase - 4))
 
 
@@ -68,9 +69,12 @@ def _framing(img: np.ndarray, face: tuple[float, float, float]) -> tuple[np.ndar
 
 
 def render(img: np.ndarray, face: tuple[float, float, float], motion: str, strength: float,
-           windows: int = 1) -> np.ndarray:
+           windows: int = 1, pan_sweep_steps: int | None = None) -> np.ndarray:
     """Frames (t, 512, 512, 3) of one demo clip of ``windows`` 4-second windows (plus a quarter second, so the
-    last window is whole). ``strength``: pan px/step, zoom %/step, rotate deg/step."""
+    last window is whole). ``strength``: pan px/step, zoom %/step, rotate deg/step. A pan bounces between
+    +-max(3 * strength, 12) px from the centre, starting there; with ``pan_sweep_steps`` N it starts at the left
+    end and each sweep takes N steps (amplitude N * strength / 2), so with N = 8 every 16-step window is the same
+    8 steps right, then 8 left, whatever the speed."""
     base, _ = _framing(img, face)
     n = int(round((windows * WINDOW_S + 0.25) * VIDEO_FPS))
     steps = np.arange(n) / (VIDEO_FPS / 4.0)  # time in sampled steps (4 fps)
@@ -79,7 +83,10 @@ def render(img: np.ndarray, face: tuple[float, float, float], motion: str, stren
         m = np.vstack([base, [0, 0, 1]])
         c = SIZE_PX / 2
         if motion == "pan":
-            dx = _triangle(np.array(t), strength, amplitude=max(3 * strength, 12.0))
+            if pan_sweep_steps:
+                dx = _triangle(np.array(t), strength, amplitude=pan_sweep_steps * strength / 2, from_left=True)
+            else:
+                dx = _triangle(np.array(t), strength, amplitude=max(3 * strength, 12.0))
             m = np.array([[1, 0, dx], [0, 1, 0], [0, 0, 1]]) @ m
         elif motion == "zoom":
             z = 1 + _triangle(np.array(t), strength / 100, amplitude=0.15)
@@ -95,7 +102,8 @@ def render(img: np.ndarray, face: tuple[float, float, float], motion: str, stren
 class DemoSource:
     """Options: ``pan_px`` (pan speeds, pixels per step), ``zoom_pct`` and ``rotate_deg`` (one clip each per photo,
     0 to skip), ``windows`` (4-second windows per clip, default 1), ``photos`` (subset of astronaut, hopper),
-    ``rejects`` (include the two photos that must be rejected, default true)."""
+    ``rejects`` (include the two photos that must be rejected, default true), ``pan_sweep_steps`` (see ``render``;
+    default none: pans start at the centre and bounce at +-max(3 * speed, 12) px)."""
 
     def __init__(self, name: str, cfg: SourceConfig, work_dir: pathlib.Path):
         self.name = name
@@ -106,8 +114,12 @@ class DemoSource:
         self.rejects = bool(cfg.options.get("rejects", True))
         self.windows = int(cfg.options.get("windows", 1))
         self.photos = cfg.options.get("photos")
+        sweep = cfg.options.get("pan_sweep_steps")
+        self.pan_sweep_steps = int(sweep) if sweep else None
         if self.windows < 1:
             raise ValueError("demo source: options.windows must be >= 1")
+        if self.pan_sweep_steps is not None and self.pan_sweep_steps < 1:
+            raise ValueError("demo source: options.pan_sweep_steps must be >= 1")
 
     def specs(self) -> Iterator[ClipSpec]:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -123,10 +135,13 @@ class DemoSource:
             clips += [("rotate", self.rotate_deg)] if self.rotate_deg > 0 else []
             for motion, strength in clips:
                 suffix = f"_x{self.windows}" if self.windows > 1 else ""
+                if motion == "pan" and self.pan_sweep_steps:
+                    suffix += f"_sweep{self.pan_sweep_steps}"
                 name = f"{photo}_{motion}_{strength:g}{suffix}.mp4"
                 target = self.dir / name
                 if not target.exists():
-                    write_mp4(str(target), render(img, face, motion, strength, self.windows), VIDEO_FPS)
+                    write_mp4(str(target), render(img, face, motion, strength, self.windows, self.pan_sweep_steps),
+                              VIDEO_FPS)
                 unit = {"pan": "px_per_step", "zoom": "pct_per_step", "rotate": "deg_per_step"}[motion]
                 yield ClipSpec(self.name, name, str(target),
                                labels={"photo": photo, "motion": motion, unit: strength})

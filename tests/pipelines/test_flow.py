@@ -31,6 +31,20 @@ def test_static_clip_has_about_zero_intensity():
     assert maps.max() <= 1
 
 
+def test_a_sweeping_pan_goes_right_for_n_steps_then_left_at_the_same_speed():
+    """demo option pan_sweep_steps=8: every 16-step window is 8 steps right, then 8 left, at k px per step."""
+    import cv2
+
+    frames = render(skimage.data.astronaut(), FACE, "pan", 10.0, windows=2, pan_sweep_steps=8)[::2][:32]
+    small = [cv2.cvtColor(cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+             for f in frames]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dx = np.array([np.median(dis.calc(a, b, None)[..., 0]) * 2 for a, b in zip(small, small[1:])])  # 512-px units
+    assert np.all(dx[:8] > 8) and np.all(dx[8:16] < -8) and np.all(dx[16:24] > 8)  # both windows alike
+    intensity, _, _ = measure_intensity(frames[:16], OpenCVFlow("dis"), 256, 512)
+    assert intensity == pytest.approx(10.0, rel=0.2)
+
+
 def test_intensity_is_reported_at_output_scale_whatever_the_work_resolution():
     frames = sampled_pan(8.0)
     a, _, _ = measure_intensity(frames, OpenCVFlow("dis"), 128, 512)
