@@ -55,7 +55,7 @@ class MotionCharacterAdapter(ModelMixin, ConfigMixin):
         num_intensity_tokens: int = 4,
         projector_width: int = 768,
         projector_heads: int = 8,
-        intensity_frequencies: int = 8,
+        intensity_frequencies: int = 4,
         intensity_hidden_dim: int = 256,
         max_intensity: float = 20.0,
         id_scale: float = 1.0,

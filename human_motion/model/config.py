@@ -35,7 +35,7 @@ class ModelConfig:
     num_intensity_tokens: int = 4
     projector_width: int = 768
     projector_heads: int = 8
-    intensity_frequencies: int = 8
+    intensity_frequencies: int = 4  # Fourier octaves of the intensity before its MLP (model/motion_control.py)
     intensity_hidden_dim: int = 256
     max_intensity: float = 20.0
     id_scale: float = 1.0  # lambda, Eq. 3
@@ -48,6 +48,9 @@ class ModelConfig:
     train_unet: bool = False
     unet: str | None = None  # a ``unet/`` folder saved by a train_unet run: replaces the base UNet when loading
     prediction_type: str | None = None  # overrides the scheduler's ("epsilon" | "v_prediction")
+    # Share of the initial noise's variance common to all frames (model/noise.py), in training and sampling alike.
+    # 0: independent per frame, as AnimateDiff and the paper.
+    noise_frame_correlation: float = 0.0
 
     def __post_init__(self):
         expected = {"arcface": 512, "dlib": 128}[self.id_embedding_kind]
@@ -59,6 +62,8 @@ class ModelConfig:
             )
         if self.prediction_type not in (None, "epsilon", "v_prediction"):
             raise ConfigError(f"model.prediction_type must be epsilon or v_prediction, got {self.prediction_type!r}")
+        if not 0.0 <= self.noise_frame_correlation < 1.0:
+            raise ConfigError(f"model.noise_frame_correlation must be in [0, 1), got {self.noise_frame_correlation}")
 
 
 @dataclass

@@ -26,7 +26,10 @@ class MotionIntensityEmbedding(ModelMixin, ConfigMixin):
 
     M is scaled by ``max_intensity`` (the paper balances intensities over [0, 20]) and expanded into Fourier features
     before the MLP: a plain MLP on one scalar learns slowly and tends to a near-linear response, while sin/cos features
-    let nearby intensities (5 vs 10) map to clearly different tokens.
+    let nearby intensities (5 vs 10) map to clearly different tokens. The frequencies are pi * 2^k, k < 4: periods
+    down to a quarter of the range (5 px per step at 20). More octaves are worse, not finer: intensity labels are
+    measured to about half a pixel, and a feature whose period is near that is a hash of the label's noise. With 8
+    octaves (period 0.3 px) the model of benchmarks/intensity_control.py could not tell 10, 15 and 20 apart.
     """
 
     @register_to_config
@@ -34,7 +37,7 @@ class MotionIntensityEmbedding(ModelMixin, ConfigMixin):
         self,
         cross_attention_dim: int = 768,
         num_tokens: int = 4,
-        num_frequencies: int = 8,
+        num_frequencies: int = 4,
         hidden_dim: int = 256,
         max_intensity: float = 20.0,
     ):

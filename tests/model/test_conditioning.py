@@ -36,3 +36,16 @@ def test_intensity_tokens_tell_intensities_apart(tiny_components):
     tokens = tiny_components.adapter.intensity_embedding(torch.tensor([0.0, 5.0, 10.0, 20.0]))  # (4, n, d)
     distances = torch.cdist(tokens.flatten(1), tokens.flatten(1))
     assert (distances + torch.eye(4) > 1e-3).all()
+
+
+def test_intensity_features_are_smooth_at_the_scale_labels_are_measured():
+    """A label measured half a pixel off must look like its neighbour, not like a random intensity: the Fourier
+    features' shortest period is a quarter of the range (model/motion_control.py)."""
+    from human_motion.model.motion_control import MotionIntensityEmbedding
+
+    emb = MotionIntensityEmbedding(cross_attention_dim=16, num_tokens=1, hidden_dim=8)
+    x = torch.tensor([10.0, 10.5, 15.0, 20.0]) / emb.config.max_intensity
+    angles = x[:, None] * emb.freqs[None]
+    features = torch.cat([x[:, None], angles.sin(), angles.cos()], 1)
+    near, far = (features[0] - features[1]).norm(), (features[0] - features[2:]).norm(dim=1)
+    assert near < 0.35 * far.min()  # with 8 octaves (periods down to 0.3 px) near and far are alike
