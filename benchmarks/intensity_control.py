@@ -4,7 +4,8 @@
 
 1. ``hm build`` (in-process) of the demo source: two real face photos (NASA's astronaut, Grace Hopper) panned at
    0, 2, ..., 20 px per step (at 512 px, 4 fps), 4 windows each, plus their static portraits: 88 clips whose
-   motion is known and spread over [0, 20], labelled by the build's own DIS flow. Stored at 128 px (decoding 512-px
+   motion is known and spread over [0, 20], labelled by the build's own DIS flow. Every window is the same sweep,
+   8 steps right then 8 left (``pan_sweep_steps``), so only the speed varies. Stored at 128 px (decoding 512-px
    clips was two thirds of a training step); labels are then in 128-px units, a quarter of the 512-px ones.
 2. A small base made for the purpose: a 32 -> 16 px, 4-channel ``AutoencoderKL`` fitted to the shard frames for a
    few minutes (a random VAE does not reconstruct, so nothing could be measured on its output), a random small
@@ -52,6 +53,12 @@ OUT_PX = 512  # everything is reported in pixels per step at 512 px and 4 fps (t
 # step, a quarter of the 512-px number: asked intensities are divided by UNIT before the pipeline, labels multiplied.
 STORE_PX = 128
 UNIT = OUT_PX / STORE_PX
+# Every pan starts at its left end and sweeps right for 8 steps, then back (demo option pan_sweep_steps): the first 8
+# frames of every window, what the model trains on, are the same rightward sweep whatever the speed. Only the speed
+# varies, so the model learns the number rather than a spread of directions and phases (with the default bouncing
+# pans, whose phase differs from window to window, the 1000-step model answered with ghosted frames, which DIS reads
+# as motion: Spearman 0.79).
+SWEEP_STEPS = 8
 
 
 def log(msg: str) -> None:
@@ -80,6 +87,7 @@ def build_shards(work: pathlib.Path, speeds: list[int], windows: int, threads: i
        "--set", f"sources.demo.options.pan_px=[{','.join(str(s) for s in speeds)}]",
        "--set", f"sources.demo.options.windows={windows}", "--set", "sources.demo.options.zoom_pct=0",
        "--set", "sources.demo.options.rotate_deg=0", "--set", "sources.demo.options.rejects=false",
+       "--set", f"sources.demo.options.pan_sweep_steps={SWEEP_STEPS}",
        "--set", "sources.demo.options.photos=[astronaut,hopper]", threads=threads)
     return shards
 
@@ -161,7 +169,7 @@ def train_vae(frames: torch.Tensor, steps: int, seed: int):
 
 
 def write_base(work: pathlib.Path, shards: pathlib.Path, vae_steps: int, seed: int, id_kind: str,
-               id_dim: int) -> pathlib.Path:
+               id_dim: int, beta_start: float = 0.00085, beta_end: float = 0.012) -> pathlib.Path:
     """A local diffusers-style base: unet/ vae/ text_encoder/ tokenizer/ scheduler/, plus motion_adapter/ and
     image_encoder/ folders (the places model.motion_adapter and model.image_encoder point to)."""
     from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel
@@ -196,7 +204,9 @@ def write_base(work: pathlib.Path, shards: pathlib.Path, vae_steps: int, seed: i
     CLIPTextModel(CLIPTextConfig(**tiny.tiny_text_config(len(tokenizer)))).save_pretrained(base / "text_encoder")
     CLIPVisionModelWithProjection(CLIPVisionConfig(**tiny.tiny_vision_config())).save_pretrained(
         base / "image_encoder")
-    DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+    # AnimateDiff's linear 0.00085 .. 0.012 by default. DDPM's 1e-4 .. 0.02 (made for 32-px images: less of the clip
+    # survives at t = 999) was tried (--beta-start 1e-4 --beta-end 0.02) and made the samples noisier.
+    DDIMScheduler(num_train_timesteps=1000, beta_start=beta_start, beta_end=beta_end, beta_schedule="linear",
                   clip_sample=False).save_pretrained(base / "scheduler")
     (base / "done").write_text("ok\n")
     return base
@@ -224,6 +234,20 @@ def stats(asked: np.ndarray, measured: np.ndarray) -> dict:
     from scipy.stats import spearmanr
 
     return {"spearman": float(spearmanr(asked, measured)[0]), "mae": float(np.abs(asked - measured).mean())}
+
+
+def per_path_spearman(rows: list[dict]) -> float:
+    """Mean Spearman over the sweeps that share a photo and a seed (one initial noise, intensity alone varies)."""
+    from scipy.stats import spearmanr
+
+    paths = sorted({(r["photo"], r["seed"]) for r in rows})
+    values = []
+    for path in paths:
+        mine = [r for r in rows if (r["photo"], r["seed"]) == path]
+        measured = [r["measured"] for r in mine]
+        # The same video at every asked value (the ablation) orders nothing: 0, not undefined.
+        values.append(spearmanr([r["asked"] for r in mine], measured)[0] if np.ptp(measured) > 0 else 0.0)
+    return float(np.mean(values))
 
 
 # ---------------------------------------------------------------------------------------------------- 3. training
@@ -324,6 +348,8 @@ def main(argv=None) -> int:
                    help="shards, base, runs, samples, results.json; existing parts are reused")
     p.add_argument("--steps", type=int, default=1000, help="training steps of each of the two models")
     p.add_argument("--vae-steps", type=int, default=600)
+    p.add_argument("--beta-start", type=float, default=0.00085, help="linear noise schedule of the base's scheduler")
+    p.add_argument("--beta-end", type=float, default=0.012)
     p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20",
                    help="pan speeds of the training clips (px per step at 512 px)")
     p.add_argument("--windows", type=int, default=4, help="4-second windows per training clip")
@@ -349,7 +375,7 @@ def main(argv=None) -> int:
     id_kind, id_dim = id_kind_of(shards)
 
     t0 = time.time()
-    base = write_base(work, shards, args.vae_steps, args.seed, id_kind, id_dim)
+    base = write_base(work, shards, args.vae_steps, args.seed, id_kind, id_dim, args.beta_start, args.beta_end)
     timings["base_s"] = time.time() - t0
     t0 = time.time()
     ceil = ceiling(shards, base, id_kind, id_dim)
@@ -383,7 +409,8 @@ def main(argv=None) -> int:
             meas = np.array([r["measured"] for r in rows])
             per_level = {f"{v:g}": [float(meas[asked == v].mean()), float(meas[asked == v].std())]
                          for v in intensities}
-            entry = {"guidance_scale": g, "stats": stats(asked, meas), "per_level_mean_std": per_level, "rows": rows}
+            entry = {"guidance_scale": g, "stats": {**stats(asked, meas), "per_seed_spearman": per_path_spearman(rows)},
+                     "per_level_mean_std": per_level, "rows": rows}
             log(f"{name} guidance {g:g}: {entry['stats']} per level {per_level}")
             if g == guidances[0]:
                 lines = (run / "logs" / "train.jsonl").read_text().splitlines()
