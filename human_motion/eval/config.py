@@ -11,7 +11,6 @@ import dataclasses
 from typing import Literal
 
 from human_motion.config import ConfigError
-from human_motion.devices import auto_device
 
 METRICS = ("face_similarity", "clip", "dynamic_degree", "motion_smoothness", "dover", "intensity_fidelity")
 
@@ -111,7 +110,3 @@ class EvalConfig:
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ConfigError(f"metrics: unknown {unknown[0]!r}; choose from {', '.join(METRICS)}")
-
-
-def resolve_device(device: str) -> str:
-    return auto_device(device)

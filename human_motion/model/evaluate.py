@@ -17,7 +17,8 @@ import pathlib
 import time
 
 from human_motion.config import ConfigError, load_config, resolve_config_path, to_dict
-from human_motion.eval.config import EvalConfig, resolve_device
+from human_motion.devices import auto_device
+from human_motion.eval.config import EvalConfig
 from human_motion.eval.inputs import EvalItem, load_reference, read_eval_set, read_video
 from human_motion.eval.report import aggregate, write_outputs
 from human_motion.media import MediaError
@@ -64,7 +65,7 @@ def run(args) -> int:
             [a.strip() for a in args.actions.split(",") if a.strip()],
             _numbers(args.intensities, float, "--intensities"), _numbers(args.seeds, int, "--seeds"),
             cfg.protocol.pairing)
-        pipe = protocol.load_pipeline(args.checkpoint, resolve_device(cfg.protocol.device))
+        pipe = protocol.load_pipeline(args.checkpoint, auto_device(cfg.protocol.device))
         prompts_jsonl = protocol.generate_set(pipe, jobs, args.refs, out, cfg.protocol)
         videos_dir = out / "videos"
     else:
@@ -122,13 +123,13 @@ def _make_scorers(cfg: EvalConfig) -> Scorers:
     if "clip" in want:
         from human_motion.eval.clip_scores import ClipScorer
 
-        s.clip = ClipScorer(cfg.clip.model, resolve_device(cfg.clip.device), cfg.clip.batch_size)
+        s.clip = ClipScorer(cfg.clip.model, auto_device(cfg.clip.device), cfg.clip.batch_size)
         s.backends["clip"] = s.clip.name
         s.caveats.append("CLIP-I/CLIP-T: the paper does not name its CLIP model; values depend on it.")
     if "dynamic_degree" in want:
         from human_motion.eval.vbench import make_dynamic_degree_flow
 
-        s.dynamic_flow = make_dynamic_degree_flow(cfg.dynamic_degree, resolve_device(cfg.dynamic_degree.device))
+        s.dynamic_flow = make_dynamic_degree_flow(cfg.dynamic_degree, auto_device(cfg.dynamic_degree.device))
         s.backends["dynamic_degree"] = getattr(s.dynamic_flow, "name", cfg.dynamic_degree.backend)
         if cfg.dynamic_degree.backend == "dis":
             s.backends["dynamic_degree"] += " (NOT VBench's RAFT: not comparable with published values)"
@@ -140,7 +141,7 @@ def _make_scorers(cfg: EvalConfig) -> Scorers:
             from human_motion.eval.vbench import AmtInterpolator
 
             s.interpolator = AmtInterpolator(cfg.smoothness.amt_config, cfg.smoothness.amt_weights,
-                                             resolve_device(cfg.smoothness.device))
+                                             auto_device(cfg.smoothness.device))
             s.backends["motion_smoothness"] = s.interpolator.name
         else:
             s.not_reported["motion_smoothness"] = "needs AMT-S weights: smoothness.amt_config and amt_weights"
@@ -148,14 +149,14 @@ def _make_scorers(cfg: EvalConfig) -> Scorers:
         if cfg.dover.weights:
             from human_motion.eval.dover import DoverScorer
 
-            s.dover = DoverScorer(cfg.dover.config, cfg.dover.weights, resolve_device(cfg.dover.device))
+            s.dover = DoverScorer(cfg.dover.config, cfg.dover.weights, auto_device(cfg.dover.device))
             s.backends["dover"] = s.dover.name
         else:
             s.not_reported["dover"] = "needs DOVER weights: dover.config and dover.weights"
     if "intensity_fidelity" in want:
         from human_motion.eval.intensity_fidelity import IntensityMeter
 
-        s.intensity = IntensityMeter(cfg.intensity, resolve_device(cfg.intensity.device))
+        s.intensity = IntensityMeter(cfg.intensity, auto_device(cfg.intensity.device))
         s.backends["intensity"] = s.intensity.units["backend"]
     return s
 
