@@ -55,9 +55,8 @@ STORE_PX = 128
 UNIT = OUT_PX / STORE_PX
 # Every pan starts at its left end and sweeps right for 8 steps, then back (demo option pan_sweep_steps): the first 8
 # frames of every window, what the model trains on, are the same rightward sweep whatever the speed. Only the speed
-# varies, so the model learns the number rather than a spread of directions and phases (with the default bouncing
-# pans, whose phase differs from window to window, the 1000-step model answered with ghosted frames, which DIS reads
-# as motion: Spearman 0.79).
+# varies, so the model learns the number rather than a spread of directions and phases (the default bouncing pans
+# start each window at another phase).
 SWEEP_STEPS = 8
 
 
@@ -79,9 +78,8 @@ def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: boo
 # ---------------------------------------------------------------------------------------------------- 1. the data
 def build_shards(work: pathlib.Path, speeds: list[int], windows: int, threads: int) -> pathlib.Path:
     shards = work / "shards"
-    if (shards / "_build.json").exists() and list(shards.glob("*.tar")):
-        log(f"reusing {shards}")
-        return shards
+    # Always through hm build: a finished build is resumed at no cost, and shards made with other settings (an older
+    # --work of this script) are refused by the build's own configuration check instead of being trained on.
     hm("build", "--out", str(shards), "--set", "ray.address=local", "--set", f"decode.size_px={STORE_PX}",
        "--set", f"flow.work_px={STORE_PX}",
        "--set", f"sources.demo.options.pan_px=[{','.join(str(s) for s in speeds)}]",
