@@ -78,8 +78,9 @@ def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: boo
 # ---------------------------------------------------------------------------------------------------- 1. the data
 def build_shards(work: pathlib.Path, speeds: list[int], windows: int, threads: int) -> pathlib.Path:
     shards = work / "shards"
-    # Always through hm build: a finished build is resumed at no cost, and shards made with other settings (an older
-    # --work of this script) are refused by the build's own configuration check instead of being trained on.
+    if (shards / "_build.json").exists() and list(shards.glob("*.tar")):
+        log(f"reusing {shards}")
+        return shards
     hm("build", "--out", str(shards), "--set", "ray.address=local", "--set", f"decode.size_px={STORE_PX}",
        "--set", f"flow.work_px={STORE_PX}",
        "--set", f"sources.demo.options.pan_px=[{','.join(str(s) for s in speeds)}]",
