@@ -14,9 +14,11 @@
 3. ``hm train`` twice from scratch, side by side with one thread each, with
    ``human_motion/configs/train_intensity.yaml`` (whole UNet + adapter, ``model.train_unet``): with the Motion
    Control Module, and the paper's Table 3 ablation without it (``model.intensity_scale=0``, in training and, through
-   the run's config, in sampling: the intensity tokens never reach the UNet). Both runs drop every caption and switch
-   the action branch off (``model.action_scale=0``), because the demo captions say "moving from side to side" for
-   the fast pans: the intensity number is the only motion signal either model gets.
+   the run's config, in sampling: the intensity tokens never reach the UNet). The recipe rescales the noise schedule
+   to zero terminal SNR with v-prediction: with the plain schedule the initial noise, not the number, set how much
+   a clip moved (benchmarks/README.md). Both runs drop every caption and switch the action branch off
+   (``model.action_scale=0``), because the demo captions say "moving from side to side" for the fast pans: the
+   intensity number is the only motion signal either model gets.
 4. A sweep of intensities x seeds x both photos through ``MotionCharacterPipeline`` (``hm generate``'s pipeline),
    each generated 32x32x8 clip measured with the build's flow code (``measure_intensity``, OpenCV DIS at 32 px,
    magnitudes scaled to 512-px pixels per step like the paper's labels); Spearman and MAE against the asked

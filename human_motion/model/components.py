@@ -95,6 +95,21 @@ def _load_base(cfg: ModelConfig):
     return unet, vae, text_encoder, tokenizer, image_encoder, _ddim(scheduler_config)
 
 
+def _override_schedule(scheduler, cfg: ModelConfig):
+    """The base's DDIM with ``model.prediction_type`` and ``model.zero_terminal_snr`` applied, checked together."""
+    config = {k: v for k, v in scheduler.config.items() if k != "_use_default_values"}  # else from_config resets them
+    if cfg.prediction_type is not None:
+        config["prediction_type"] = cfg.prediction_type
+    if cfg.zero_terminal_snr is not None:
+        config["rescale_betas_zero_snr"] = cfg.zero_terminal_snr
+    if config.get("rescale_betas_zero_snr") and config["prediction_type"] != "v_prediction":
+        # At zero SNR the last step's noise prediction says nothing about the clip: x0 = (x - eps) / ~0.
+        raise ConfigError(
+            f"a zero-terminal-SNR schedule needs model.prediction_type=v_prediction, not {config['prediction_type']}"
+        )
+    return _ddim(config) if any(config[k] != scheduler.config.get(k) for k in config) else scheduler
+
+
 def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 0) -> Components:
     """All parts, frozen base in eval mode, adapter fresh (or from ``cfg.adapter``) and installed in the UNet."""
     work_dir = pathlib.Path(work_dir)
@@ -106,8 +121,7 @@ def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 
         from diffusers import UNetMotionModel
 
         unet = UNetMotionModel.from_pretrained(cfg.unet, use_safetensors=True)
-    if cfg.prediction_type is not None:
-        scheduler.register_to_config(prediction_type=cfg.prediction_type)
+    scheduler = _override_schedule(scheduler, cfg)
     if cfg.adapter:
         adapter = MotionCharacterAdapter.from_pretrained(cfg.adapter, use_safetensors=True)
     else:

@@ -62,3 +62,16 @@ def test_local_diffusers_folders_load_like_hub_ids(tmp_path):
 def test_pickled_single_file_checkpoints_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="only .safetensors"):
         load_components(tiny_model_config(pretrained_model_name_or_path=str(tmp_path / "model.ckpt")), tmp_path)
+
+
+def test_zero_terminal_snr_makes_the_last_step_pure_noise_and_needs_v_prediction(tmp_path):
+    plain = load_components(tiny_model_config(), tmp_path, seed=0).noise_scheduler
+    assert plain.alphas_cumprod[-1] > 1e-3  # SD's schedule: some of the clip survives at t = 999
+    zero = load_components(tiny_model_config(zero_terminal_snr=True, prediction_type="v_prediction"), tmp_path,
+                           seed=0).noise_scheduler
+    assert zero.alphas_cumprod[-1] < 1e-6 and zero.config.prediction_type == "v_prediction"
+    torch.testing.assert_close(zero.alphas_cumprod[0], plain.alphas_cumprod[0], rtol=0.05, atol=0)
+    zero.set_timesteps(25)
+    assert int(zero.timesteps[0]) == 999  # sampling starts where training saw no signal at all
+    with pytest.raises(ConfigError, match="v_prediction"):
+        load_components(tiny_model_config(zero_terminal_snr=True), tmp_path, seed=0)
