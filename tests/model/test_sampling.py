@@ -205,3 +205,18 @@ def test_samples_with_the_noise_prior_the_run_was_trained_with(pipe, reference, 
     # The per-frame part is the same draw as with rho 0, plus one common part: recovered from frame 0, it gives all.
     common = (shared[:, :, :1] - 0.1**0.5 * independent[:, :, :1]) / 0.9**0.5
     torch.testing.assert_close(shared, 0.9**0.5 * common + 0.1**0.5 * independent)
+
+
+def test_samples_with_the_noise_schedule_the_run_was_trained_with(run_dir, tmp_path):
+    """model.zero_terminal_snr and model.prediction_type of the run's config reach the sampler."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    config = json.loads((run / "config.json").read_text())
+    assert MotionCharacterPipeline.from_pretrained(run).scheduler.alphas_cumprod[-1] > 1e-3
+    config["model"].update(zero_terminal_snr=True, prediction_type="v_prediction")
+    (run / "config.json").write_text(json.dumps(config))
+    scheduler = MotionCharacterPipeline.from_pretrained(run).scheduler
+    assert scheduler.alphas_cumprod[-1] < 1e-6 and scheduler.config.prediction_type == "v_prediction"
