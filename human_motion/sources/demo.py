@@ -11,7 +11,6 @@ The media are written once into ``<out>/_demo_media`` and reused by later runs.
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import shutil
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from human_motion.media import write_mp4
+from human_motion.media import package_file, write_mp4
 from human_motion.pipelines.config import SourceConfig
 from human_motion.types import ClipSpec
 
@@ -29,21 +28,13 @@ WINDOW_S = 4.0  # one 16-frame window at 4 fps
 FACE_FILL = 0.45  # face box side / frame side after framing
 
 
-def _package_file(package: str, *parts: str) -> pathlib.Path | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = pathlib.Path(spec.submodule_search_locations[0], *parts)
-    return path if path.is_file() else None
-
-
 def _photos() -> dict[str, tuple[pathlib.Path, tuple[float, float, float]]]:
     """name -> (file, face centre x, centre y, side as fractions of the image width/height/width)."""
     found = {}
-    astronaut = _package_file("skimage", "data", "astronaut.png")
+    astronaut = package_file("skimage", "data", "astronaut.png")
     if astronaut:  # face box measured with BlazeFace: x 0.34-0.54, y 0.15-0.35 of 512x512
         found["astronaut"] = (astronaut, (0.44, 0.255, 0.195))
-    hopper = _package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    hopper = package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
     if hopper:  # 512x600; face box x 0.33-0.72, y 0.23-0.57
         found["hopper"] = (hopper, (0.525, 0.40, 0.385))
     return found
@@ -156,7 +147,7 @@ class DemoSource:
                 "group_photo.jpg": ("insightface", ("data", "images", "t1.jpg")),
                 "no_face_coffee.png": ("skimage", ("data", "coffee.png")),
             }.items():
-                src = _package_file(package, *parts)
+                src = package_file(package, *parts)
                 if src is None:
                     continue
                 target = self.dir / name

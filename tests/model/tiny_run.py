@@ -45,9 +45,6 @@ def coffee() -> np.ndarray:
 
 def group_photo() -> np.ndarray:
     """Several faces: insightface's sample group photo t1.jpg."""
-    import importlib.util
+    from human_motion.media import package_file, read_image
 
-    from human_motion.media import read_image
-
-    spec = importlib.util.find_spec("insightface")  # the file only; importing insightface is slow
-    return read_image(str(pathlib.Path(spec.submodule_search_locations[0]) / "data" / "images" / "t1.jpg"))
+    return read_image(str(package_file("insightface", "data", "images", "t1.jpg")))  # importing insightface is slow

@@ -1,7 +1,6 @@
 """The face filter on real photos and videos: one clear face is accepted, several faces, no face and an identity
 switch are rejected with their reason."""
 
-import importlib.util
 import pathlib
 
 import cv2
@@ -10,13 +9,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from human_motion.media import write_mp4
+from human_motion.media import package_file, write_mp4
 from human_motion.pipelines.build import initial_record, run_stages_local
 from human_motion.sources.demo import render
 from human_motion.types import ClipSpec, Row
 from tests.conftest import small_build_config
 
-INSIGHTFACE_IMAGES = pathlib.Path(importlib.util.find_spec("insightface").submodule_search_locations[0]) / "data/images"
+INSIGHTFACE_IMAGES = package_file("insightface", "data", "images")
 
 
 def run_spec(spec: ClipSpec, **sets) -> list[Row]:
