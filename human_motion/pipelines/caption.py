@@ -147,10 +147,12 @@ class Caption(Stage):
             return super().process_rows(rows)
         todo = [r for r in rows if r.ok and r.frames is not None]
         start = time.perf_counter()
-        requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
-                    for r in todo]
-        with self.in_flight(todo):
-            self._answers = dict(zip(map(id, todo), self.captioner.caption_many(requests) if todo else []))
+        self._answers = {}
+        for group in self.in_flight_batches(todo):
+            requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
+                        for r in group]
+            with self.in_flight(group):
+                self._answers.update(zip(map(id, group), self.captioner.caption_many(requests)))
         elapsed = time.perf_counter() - start
         for r in todo:  # the batch's model time, shared among its rows (the stage's timing covers process only)
             r.add_time(self.name, elapsed / len(todo))

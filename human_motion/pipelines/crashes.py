@@ -10,6 +10,11 @@ is working on (``begin``) and which it finished (``end``). A clip that was begun
 rejects as ``worker_crashed`` (stage: where it crashed). Rows that were merely in flight on other actors when the
 pipeline was torn down were begun once, not twice, and are simply processed again.
 
+A stage that works on several rows at once (captioning with a multimodal model: one ``generate`` call per batch)
+marks them all in flight, so a crash there counts against every clip of the batch. On the retry the stage runs
+the rows that were in flight when a worker died one at a time (``Stage.in_flight_batches``): only the clip that
+crashes again reaches ``MIN_CRASHES``, and its batch-mates are built normally in the next pass.
+
 With ``ray.max_retries: 0`` a crash is never retried, so no clip can be told apart from its bystanders: the build
 stops at the first crash, as it always did. Builds with ``ray.address: local`` run in one process, which a crash
 ends; the quarantine written by an earlier Ray run is still honoured there.
@@ -49,6 +54,10 @@ class CrashJournal:
     def end(self, keys: list[str]) -> None:
         self.ended.update(keys)
 
+    def suspects(self, keys: list[str]) -> list[bool]:
+        """For each key: was it begun before and never finished (its worker died while it was in flight)?"""
+        return [self.begun[k] > self.ended[k] for k in keys]
+
     def unfinished(self) -> dict[str, dict]:
         """``{key: {"stage": ..., "crashes": n}}`` for every clip begun more often than finished."""
         return {k: {"stage": self.stage[k], "crashes": n - self.ended[k]}
@@ -79,6 +88,9 @@ class JournalClient:
 
     def end(self, rows: list[Row]) -> None:
         self._ray.get(self._actor.end.remote([row_key(r) for r in rows]))
+
+    def suspects(self, rows: list[Row]) -> list[bool]:
+        return self._ray.get(self._actor.suspects.remote([row_key(r) for r in rows]))
 
 
 class JournaledStage:

@@ -45,6 +45,17 @@ class Stage:
         finally:  # a Python error finishes the row too (as a rejection); only a dead process never gets here
             self.journal.end(rows)
 
+    def in_flight_batches(self, rows: list[Row]) -> list[list[Row]]:
+        """How a stage that works on rows together should group them, each group under its own ``in_flight``:
+        one group, except that rows of a clip begun and not finished (in flight when an earlier attempt's worker
+        died; or, harmlessly, still in flight on another actor) go alone, so that a retry tells the row that
+        crashes from its batch-mates (pipelines/crashes.py)."""
+        if self.journal is None or not rows:
+            return [rows] if rows else []
+        suspect = self.journal.suspects(rows)
+        together = [r for r, s in zip(rows, suspect) if not s]
+        return ([together] if together else []) + [[r] for r, s in zip(rows, suspect) if s]
+
     def __init__(self, cfg: BuildConfig):
         self.cfg = cfg
         import cv2

@@ -242,3 +242,31 @@ def test_a_clip_that_crashes_its_worker_is_quarantined_and_the_rest_is_built(tmp
                            capture_output=True, text=True, timeout=600, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "index.parquet").read_bytes() == index_before
+
+
+@pytest.mark.slow
+def test_a_clip_that_crashes_a_batched_stage_is_quarantined_without_its_batch_mates(tmp_path):
+    """A multimodal captioner captions a batch in one call, so a crash there has every clip of the batch in flight.
+    The retry runs those clips one at a time: only the clip that crashes again is quarantined."""
+    poison = "hopper_pan_3.mp4"
+    log = tmp_path / "crashed_batches.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(REPO), HM_TEST_POISON_STAGE="caption", HM_TEST_POISON_LOG=str(log))
+    args = _cmd(tmp_path / "out")[6:] + ["--set", "ray.max_retries=1", "--set", "caption.batch_size=16"]
+    run = subprocess.run([sys.executable, "-m", "tests.pipelines.poison", str(tmp_path / "out"), poison, *args],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    batches = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(batches[0]) > 1, batches  # the first crash took batch-mates down with it
+    assert batches[1:] == [[poison]], batches  # the retry ran them one at a time: only the poison crashed again
+    out = tmp_path / "out"
+    rejects = pq.read_table(out / "rejects.parquet").to_pandas()
+    crashed = rejects[rejects.reason == "worker_crashed"]
+    assert list(crashed.clip_id) == [poison] and list(crashed.stage) == ["caption"]
+    assert len(json.loads((out / "_quarantine.json").read_text())) == 1
+
+    full = tmp_path / "full"  # in one process, nothing crashes (and the landmark captioner names the actions)
+    subprocess.run(_cmd(full, "--set", "ray.address=local"), check=True, env=env, capture_output=True, timeout=600)
+    expected = {k: v[:3] for k, v in _samples(full).items() if v[0] != poison}
+    built = _samples(out)
+    assert {k: v[:3] for k, v in built.items()} == expected
+    assert {v[3] for v in built.values()} == {"keeping still"}  # every batch-mate was captioned by the model
