@@ -161,7 +161,7 @@ def train_vae(frames: torch.Tensor, steps: int, seed: int):
         opt.step()
         sched.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step} l1 {float(loss):.4f}")
+            log(f"vae step {step} l1 {loss.item():.4f}")
     vae.eval()
     with torch.no_grad():
         z = torch.cat([vae.encode(frames[i:i + 256]).latent_dist.mean for i in range(0, len(frames), 256)])
