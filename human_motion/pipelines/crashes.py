@@ -46,13 +46,15 @@ class CrashJournal:
         self.ended: Counter = Counter()
         self.stage: dict[str, str] = {}
 
+    # One call is one attempt at each clip it names, however many of the clip's windows it holds: a batch with
+    # three windows of a clip that dies once is one crash of that clip, not three.
     def begin(self, keys: list[str], stage: str) -> None:
-        self.begun.update(keys)
+        self.begun.update(set(keys))
         for k in keys:
             self.stage[k] = stage
 
     def end(self, keys: list[str]) -> None:
-        self.ended.update(keys)
+        self.ended.update(set(keys))
 
     def suspects(self, keys: list[str]) -> list[bool]:
         """For each key: was it begun before and never finished (its worker died while it was in flight)?"""
