@@ -50,8 +50,8 @@ class ModelConfig:
     prediction_type: str | None = None  # overrides the scheduler's ("epsilon" | "v_prediction")
     # Rescale the base's noise schedule so that its last step is pure noise (zero terminal SNR, Lin et al., "Common
     # Diffusion Noise Schedules and Sample Steps are Flawed", 2024); needs v_prediction. None: as the base's scheduler.
-    # With AnimateDiff's linear schedule 4% of the clip survives at t=999, so in training the model reads each frame's layout from
-    # the noise, and in sampling the random initial noise then sets how much a clip moves
+    # With AnimateDiff's linear schedule 4% of the clip survives at t=999, so in training the model reads each
+    # frame's layout from the noise, and in sampling the random initial noise then sets how much a clip moves
     # (benchmarks/README.md, intensity control).
     zero_terminal_snr: bool | None = None
     # Share of the initial noise's variance common to all frames (model/noise.py), in training and sampling alike.
