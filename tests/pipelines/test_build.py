@@ -248,10 +248,12 @@ def test_a_clip_that_crashes_its_worker_is_quarantined_and_the_rest_is_built(tmp
 def test_a_clip_that_crashes_a_batched_stage_is_quarantined_without_its_batch_mates(tmp_path):
     """A multimodal captioner captions a batch in one call, so a crash there has every clip of the batch in flight.
     The retry runs those clips one at a time: only the clip that crashes again is quarantined."""
-    poison = "hopper_pan_3.mp4"
+    poison = "hopper_pan_3_x2.mp4"
     log = tmp_path / "crashed_batches.jsonl"
     env = dict(os.environ, PYTHONPATH=str(REPO), HM_TEST_POISON_STAGE="caption", HM_TEST_POISON_LOG=str(log))
-    args = _cmd(tmp_path / "out")[6:] + ["--set", "ray.max_retries=1", "--set", "caption.batch_size=16"]
+    # Two windows per clip: a crashed batch holds both of a batch-mate's, which must count as one crash of it.
+    windows = ["--set", "sources.demo.options.windows=2"]
+    args = _cmd(tmp_path / "out", *windows)[6:] + ["--set", "ray.max_retries=1", "--set", "caption.batch_size=16"]
     run = subprocess.run([sys.executable, "-m", "tests.pipelines.poison", str(tmp_path / "out"), poison, *args],
                          env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -265,8 +267,10 @@ def test_a_clip_that_crashes_a_batched_stage_is_quarantined_without_its_batch_ma
     assert len(json.loads((out / "_quarantine.json").read_text())) == 1
 
     full = tmp_path / "full"  # in one process, nothing crashes (and the landmark captioner names the actions)
-    subprocess.run(_cmd(full, "--set", "ray.address=local"), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_cmd(full, *windows, "--set", "ray.address=local"), check=True, env=env, capture_output=True,
+                   timeout=600)
     expected = {k: v[:3] for k, v in _samples(full).items() if v[0] != poison}
+    assert max(v[1] for v in expected.values()) == 1  # clips of two windows
     built = _samples(out)
     assert {k: v[:3] for k, v in built.items()} == expected
     assert {v[3] for v in built.values()} == {"keeping still"}  # every batch-mate was captioned by the model
