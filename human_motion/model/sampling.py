@@ -9,8 +9,8 @@ A diffusers ``DiffusionPipeline`` with one ``__call__`` (diffusers argument name
                generator=torch.Generator().manual_seed(0))
     out.frames                                          # (num_frames, height, width, 3) uint8
 
-The reference face is found and aligned by the build's own stages (``pipelines/decode.py`` picks the main face,
-scores second faces and crops; ``pipelines/faces.py`` aligns it and embeds the identity), so the model sees the
+The reference face is found and aligned by the build's own stages (``stages/decode.py`` picks the main face,
+scores second faces and crops; ``stages/faces.py`` aligns it and embeds the identity), so the model sees the
 same kind of reference crop and embedding it was trained on; no face or several faces raise
 :class:`ReferenceFaceError`. Sampling is the DDIM + classifier-free-guidance loop of ``validation.sample_clips``:
 the unconditional branch drops text and identity and keeps action and intensity (what the dropouts train).
@@ -19,7 +19,6 @@ the unconditional branch drops text and identity and keeps action and intensity 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import pathlib
 from typing import Any
@@ -32,10 +31,16 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from human_motion.config import ConfigError
-from human_motion.media import REFERENCE_MAX_SIDE_PX, read_reference_image
 from human_motion.model.components import decode_latents, encode_clip_image, encode_text, load_unet_weights
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
 from human_motion.model.noise import with_shared
+from human_motion.model.reference import (  # noqa: F401 - re-exported: callers import them from here
+    ReferenceFace,
+    ReferenceFaceError,
+    ReferenceFaces,
+    _to_rgb_array,
+    read_reference,
+)
 
 # The paper's sampling settings (Sec. 4.1): 16 frames at 512x512, 30 DDIM steps, guidance 8.0.
 PAPER_NUM_FRAMES = 16
@@ -69,15 +74,6 @@ def denoise(model, scheduler, cond: dict, uncond: dict | None, noise: torch.Tens
     return latents
 
 
-class ReferenceFaceError(ValueError):
-    """The reference image cannot be used: ``reason`` is the build's rejection reason (``no_face``,
-    ``several_faces``, ``small_face``, ``low_confidence``, ...)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
 @dataclasses.dataclass
 class MotionCharacterPipelineOutput(BaseOutput):
     """``frames``: (num_frames, height, width, 3) uint8 (``output_type="np"``) or (num_frames, 3, height, width)
@@ -85,14 +81,6 @@ class MotionCharacterPipelineOutput(BaseOutput):
 
     frames: Any
     reference_face: np.ndarray | None = None
-
-
-@dataclasses.dataclass
-class ReferenceFace:
-    aligned: np.ndarray  # (S, S, 3) uint8: the build's face.jpg content (JPEG round trip included)
-    embedding: np.ndarray  # (D,) float32, L2-normalised
-    box: list[float] | None  # main face box in the input image's pixels (None without the face check)
-    num_faces: int  # faces the detector found (before the second-face size/confidence rules)
 
 
 def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -118,111 +106,6 @@ def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
             if isinstance(data, dict) and "model" in data and "train" in data:
                 return run, adapter
     raise ConfigError(f"no training config.json (written by `hm train`) in {path} or the folders above it")
-
-
-def read_reference(path: str | pathlib.Path) -> np.ndarray:
-    """A reference photo as RGB uint8, at most ``REFERENCE_MAX_SIDE_PX`` on its longer side (as ``hm eval`` reads
-    it); raises ``media.MediaError`` for unreadable files."""
-    return read_reference_image(str(path), REFERENCE_MAX_SIDE_PX)
-
-
-def _to_rgb_array(image) -> np.ndarray:
-    """An RGB uint8 (H, W, 3) array from an array (RGB, gray or RGBA), a PIL image or a file path."""
-    if isinstance(image, (str, pathlib.Path)):
-        return read_reference(image)
-    if hasattr(image, "convert"):  # PIL
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise ValueError(f"reference_image must be (H, W, 3) RGB, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
-    return np.ascontiguousarray(arr[..., :3])
-
-
-class ReferenceFaces:
-    """The build's face code on one photo: ``Decode`` (detector on a shrunk copy, main face by track/prominence,
-    second faces by relative size and confidence, square crop) then ``Faces`` (FaceMesh landmarks, ArcFace-template
-    alignment, identity embedding), with the build's ``select`` thresholds except the source-resolution floor."""
-
-    def __init__(self, embedding_kind: str, detector: str | None = None, insightface_root: str | None = None,
-                 overrides: list[str] | tuple[str, ...] = ()):
-        from human_motion.config import load_config
-        from human_motion.pipelines.config import BuildConfig
-
-        embedder = {"dlib": "dlib", "arcface": "insightface"}[embedding_kind]
-        sets = [f"faces.embedder={embedder}", "select.min_source_side_px=0"]
-        if detector:
-            sets.append(f"faces.detector={detector}")
-        if insightface_root:
-            sets.append(f"faces.insightface_root={insightface_root}")
-        self.cfg = load_config(BuildConfig, None, [*sets, *overrides])
-        self._decode = self._faces = None
-
-    def _stages(self):
-        if self._decode is None:
-            from human_motion.pipelines.decode import Decode
-            from human_motion.pipelines.faces import Faces
-
-            self._decode, self._faces = Decode(self.cfg), Faces(self.cfg)
-        return self._decode, self._faces
-
-    def __call__(self, rgb: np.ndarray, face_check: bool = True) -> ReferenceFace:
-        from human_motion.media import decode_jpg
-        from human_motion.pipelines.stage import StageError
-        from human_motion.types import Row
-
-        decode, faces = self._stages()
-        if not face_check:
-            return self._as_aligned(rgb, faces)
-        row = Row(0, 0, 1, {"clip_id": "reference"})
-        try:
-            decode.locate_and_crop(row, rgb[None], _NoHint())
-            faces.process(row)
-        except StageError as e:
-            raise ReferenceFaceError(e.reason, _face_message(e, row, decode)) from None
-        embedding = np.load(io.BytesIO(row.blobs["arcface.npy"]), allow_pickle=False).astype(np.float32)
-        crop = row.record["crop"]["source_box"]
-        k = (crop[2] - crop[0]) / self.cfg.decode.size_px
-        box = [float(v * k + crop[i % 2]) for i, v in enumerate(row.record["faces"]["boxes"][0])]
-        return ReferenceFace(decode_jpg(row.blobs["face.jpg"]), embedding, box, len(row.record["detections"][0]))
-
-    def _as_aligned(self, rgb: np.ndarray, faces) -> ReferenceFace:
-        """No detection: the image (centre square) is taken as an already aligned face crop; the embedder reads it
-        with the ArcFace template's landmarks (and the whole image as the box)."""
-        import cv2
-
-        from human_motion.media import decode_jpg, encode_jpg
-        from human_motion.pipelines.face_models import ARCFACE_TEMPLATE_112
-
-        h, w = rgb.shape[:2]
-        side = min(h, w)
-        y0, x0 = (h - side) // 2, (w - side) // 2
-        size = self.cfg.faces.face_size_px
-        square = cv2.resize(rgb[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA
-                            if side > size else cv2.INTER_CUBIC)
-        kps5 = ARCFACE_TEMPLATE_112 * (size / 112.0)
-        embedding = faces.embedder.embed(square, np.array([0, 0, size, size], np.float32), kps5)
-        aligned = decode_jpg(encode_jpg(square, self.cfg.sink.jpeg_quality))
-        return ReferenceFace(aligned, np.asarray(embedding, np.float32), None, 0)
-
-
-class _NoHint:
-    bbox = None  # Decode reads the source's face hint from the clip spec; a photo has none
-
-
-def _face_message(e, row, decode) -> str:
-    detections = (row.record.get("detections") or [[]])[0]
-    detector = getattr(decode.detector, "name", "the detector")
-    if e.reason == "no_face":
-        return (f"no face found in the reference image ({detector}); use a photo with one clearly visible face "
-                "(or --no-face-check / face_check=False for an image that is already an aligned face crop)")
-    if e.reason == "several_faces":
-        return (f"several faces in the reference image ({len(detections)} found by {detector}); crop it to the one "
-                "person whose identity the video should keep")
-    return f"the reference face is not usable: {e.reason} ({e.detail}), the same rule `hm build` applies"
 
 
 class MotionCharacterPipeline(DiffusionPipeline):
