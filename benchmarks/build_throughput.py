@@ -23,8 +23,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from human_motion.config import load_config  # noqa: E402
 from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
-from human_motion.pipelines.build import build  # noqa: E402
-from human_motion.pipelines.config import BuildConfig  # noqa: E402
+from human_motion.engine.build import build  # noqa: E402
+from human_motion.engine.config import BuildConfig  # noqa: E402
 from human_motion.sources.folder import FolderSource  # noqa: E402
 
 DEV = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"

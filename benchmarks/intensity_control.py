@@ -129,7 +129,7 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def measure(frames_uint8: np.ndarray) -> float:
     """The build's intensity (Eq. 5-7, OpenCV DIS) at the clip's own size, in 512-px pixels per step."""
-    from human_motion.pipelines.flow import OpenCVFlow, measure_intensity
+    from human_motion.backends.optical_flow import OpenCVFlow, measure_intensity
 
     return float(measure_intensity(frames_uint8, OpenCVFlow("dis"), frames_uint8.shape[1], OUT_PX)[0])
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import skimage.data  # noqa: E402
 
-from human_motion.pipelines.config import FlowConfig  # noqa: E402
-from human_motion.pipelines.flow import OpenCVFlow, RaftFlow  # noqa: E402
-from human_motion.pipelines.metrics import compute_flow_intensity, flow_magnitude  # noqa: E402
+from human_motion.engine.config import FlowConfig  # noqa: E402
+from human_motion.backends.optical_flow import OpenCVFlow, RaftFlow  # noqa: E402
+from human_motion.metrics import compute_flow_intensity, flow_magnitude  # noqa: E402
 from human_motion.sources.demo import render  # noqa: E402
 
 FACE = (0.44, 0.255, 0.195)

@@ -22,10 +22,10 @@ from human_motion.config import ConfigError
 # name -> (module, one-line help). Modules are imported only when their command runs, so `hm stats` never pays
 # for torch or Ray start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("human_motion.pipelines.build", "curate sources into WebDataset shards (Ray)"),
-    "select": ("human_motion.pipelines.balance", "write an intensity-balanced subset or sampling weights of an index"),
-    "stats": ("human_motion.pipelines.stats", "summarise a build: counts, intensities, actions, rejections"),
-    "verify": ("human_motion.pipelines.verify", "check shards, index and sample schema; non-zero exit on problems"),
+    "build": ("human_motion.engine.build", "curate sources into WebDataset shards (Ray)"),
+    "select": ("human_motion.dataset.subset", "write an intensity-balanced subset or sampling weights of an index"),
+    "stats": ("human_motion.dataset.stats", "summarise a build: counts, intensities, actions, rejections"),
+    "verify": ("human_motion.dataset.verify", "check shards, index and sample schema; non-zero exit on problems"),
     "train": ("human_motion.model.train", "train MotionCharacter on shards (or synthetic data)"),
     "generate": ("human_motion.model.generate", "generate a video from a reference face, prompt, action and intensity"),
     "eval": ("human_motion.model.evaluate", "score generated videos with the paper's metrics and intensity fidelity"),

@@ -26,7 +26,7 @@ def dev_data() -> pathlib.Path:
 def small_build_config(**sets):
     """A BuildConfig for a small, fast demo build run in this process (no Ray start-up)."""
     from human_motion.config import load_config
-    from human_motion.pipelines.config import BuildConfig
+    from human_motion.engine.config import BuildConfig
 
     base = {
         "sources": {"demo": {"options": {"pan_px": [0, 4, 12], "zoom_pct": 0, "rotate_deg": 3}}},
@@ -40,7 +40,7 @@ def small_build_config(**sets):
 def demo_build(tmp_path_factory) -> pathlib.Path:
     """Shards of a small demo build (7 video clips and portraits, 2 rejected photos), made once per session.
     Treat it as read-only; copy it to change it."""
-    from human_motion.pipelines.build import build
+    from human_motion.engine.build import build
 
     out = tmp_path_factory.mktemp("demo_build")
     build(small_build_config(), str(out))

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from human_motion.config import ConfigError, load_config, packaged_config, parse_override, to_dict
-from human_motion.pipelines.config import BuildConfig
+from human_motion.engine.config import BuildConfig
 
 
 def test_packaged_build_yaml_lists_the_defaults():

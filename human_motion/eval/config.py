@@ -72,7 +72,7 @@ class DoverConfig:
 
 @dataclasses.dataclass
 class IntensityConfig:
-    """The build's own flow code (pipelines/flow.py), so measured and trained intensities share units."""
+    """The build's own flow code (stages/flow.py), so measured and trained intensities share units."""
 
     backend: Literal["dis", "farneback", "raft_small", "raft_large"] = "dis"
     work_px: int = 256

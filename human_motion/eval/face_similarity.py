@@ -1,7 +1,7 @@
 """Face Similarity: cosine between the reference face's identity embedding and each frame's, averaged over the
 frames where a face is found (frames without one are counted and reported, never scored as 0).
 
-The build's face code does the work (pipelines/face_models.py): a detector gives boxes and 5 points, the largest face
+The build's face code does the work (backends/face_models.py): a detector gives boxes and 5 points, the largest face
 is kept, and the embedder aligns it (ArcFace: similarity transform to its 112 px template; dlib: its 5-point shape
 predictor) and returns an L2-normalised vector. The paper's number is ArcFace (insightface); the offline default is
 dlib's 128-d ResNet, whose cosines are on another scale (same-person pairs ~0.9+), so the output names the embedder.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from human_motion.pipelines.face_models import make_detector, make_embedder
+from human_motion.backends.face_models import make_detector, make_embedder
 
 
 class FaceSimilarity:

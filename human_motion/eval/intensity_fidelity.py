@@ -1,6 +1,6 @@
 """Intensity fidelity: does a generated video move as much as it was asked to?
 
-Each video's intensity is measured with the build's own flow code (``pipelines.flow.measure_intensity``: paper
+Each video's intensity is measured with the build's own flow code (``backends.optical_flow.measure_intensity``: paper
 Eq. 5-7 on consecutive frames, magnitudes in pixels per step at ``out_px``), the same units the model was trained on.
 Frames that are not square are centre-cropped to a square first (the build's crops are square). Against the asked
 intensities: Spearman's rho (the claim is monotone control), Pearson's r, the mean absolute error, per-asked-value
@@ -14,8 +14,8 @@ import pathlib
 
 import numpy as np
 
-from human_motion.pipelines.config import FlowConfig
-from human_motion.pipelines.flow import make_flow, measure_intensity
+from human_motion.engine.config import FlowConfig
+from human_motion.backends.optical_flow import make_flow, measure_intensity
 
 
 def centre_square(frames: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from human_motion.pipelines.metrics import flow_magnitude
+from human_motion.metrics import flow_magnitude
 
 
 def pad_to_multiple(frames: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -74,7 +74,7 @@ class VBenchRaft:
         import torchvision
         from torchvision.models import optical_flow
 
-        from human_motion.pipelines.flow import load_state_dict
+        from human_motion.backends.optical_flow import load_state_dict
 
         large = backend == "raft_large"
         builder = optical_flow.raft_large if large else optical_flow.raft_small
@@ -116,7 +116,7 @@ class VBenchRaft:
 def make_dynamic_degree_flow(cfg, device: str):
     """The flow model of Dynamic Degree from its config section (RAFT as VBench; ``dis`` only for quick looks)."""
     if cfg.backend == "dis":
-        from human_motion.pipelines.flow import OpenCVFlow
+        from human_motion.backends.optical_flow import OpenCVFlow
 
         return OpenCVFlow("dis")
     return VBenchRaft(cfg.backend, cfg.raft_weights, cfg.raft_iters, cfg.batch_pairs, device)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from human_motion.config import ConfigError
-from human_motion.pipelines.config import BuildConfig, SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.types import ClipSpec
 
 # name -> "module:Class"; modules load lazily so an adapter's optional dependencies cost nothing elsewhere.
@@ -65,11 +65,11 @@ def _keep(clip_id: str, fraction: float) -> bool:
     return h / 0xFFFFFFFF < fraction
 
 
-def check_sources(cfg: BuildConfig) -> None:
+def check_sources(sources: dict[str, SourceConfig]) -> None:
     """Fail fast on a configuration that cannot work (unknown source, missing root folder)."""
-    if not cfg.sources:
+    if not sources:
         raise ConfigError("no sources: pass --sources NAME[=ROOT],... or a [sources] section in --config")
-    for name, scfg in cfg.sources.items():
+    for name, scfg in sources.items():
         get_adapter(name)
         if name in ROOTLESS:
             continue
@@ -79,12 +79,12 @@ def check_sources(cfg: BuildConfig) -> None:
             raise ConfigError(f"source {name!r}: root {scfg.root!r} does not exist; check the path")
 
 
-def collect_specs(cfg: BuildConfig, work_dir: pathlib.Path) -> list[ClipSpec]:
+def collect_specs(sources: dict[str, SourceConfig], work_dir: pathlib.Path) -> list[ClipSpec]:
     """Every clip of every configured source, in a repeatable order, after per-source sampling and limits."""
-    check_sources(cfg)
+    check_sources(sources)
     specs: list[ClipSpec] = []
-    for name in sorted(cfg.sources):
-        scfg: SourceConfig = cfg.sources[name]
+    for name in sorted(sources):
+        scfg = sources[name]
         adapter = get_adapter(name)(name, scfg, work_dir)
         clips = sorted(adapter.specs(), key=lambda s: s.clip_id)
         clips = [c for c in clips if _keep(c.clip_id, scfg.sample_fraction)]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from human_motion.config import ConfigError
 from human_motion.media import IMAGE_EXTENSIONS
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.sources._common import option_path
 from human_motion.types import ClipSpec
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from human_motion.config import ConfigError
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.sources import celebv_labels
 from human_motion.sources._common import (
     MediaIndex, RowError, box_tblr, check_id, check_span_s, load_json, need, norm_box, number, option_path, rejected,

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from human_motion.media import package_file, write_mp4
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.types import ClipSpec
 
 SIZE_PX = 512

@@ -11,7 +11,7 @@ import pathlib
 from collections.abc import Iterator
 
 from human_motion.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.types import ClipSpec
 
 IGNORED_FILES = {".ds_store", "thumbs.db", "desktop.ini"}

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from human_motion.config import ConfigError
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.schema import safe_name
 from human_motion.sources._common import MediaIndex, RowError, check_id, norm_box, number, option_path, rejected
 from human_motion.types import ClipSpec

@@ -68,7 +68,7 @@ def test_face_similarity_through_an_arcface_pack(astronaut, tmp_path):
     """The paper's embedder path (insightface ArcFace from a model-pack folder), with a pack the test exports:
     mediapipe's 5 points align the face, the tiny ArcFace embeds it; the reference as a video scores 1."""
     from human_motion.eval.face_similarity import FaceSimilarity
-    from tests.pipelines.test_insightface import TinyArcface, export
+    from tests.backends.test_insightface import TinyArcface, export
 
     folder = tmp_path / "models" / "tiny"
     folder.mkdir(parents=True)

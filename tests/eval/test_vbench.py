@@ -12,7 +12,7 @@ import pytest
 from human_motion.eval.vbench import (
     VBenchRaft, dynamic_degree, dynamic_degree_params, motion_smoothness, pad_to_multiple, top5_mean,
 )
-from human_motion.pipelines.flow import OpenCVFlow
+from human_motion.backends.optical_flow import OpenCVFlow
 from tests.eval.conftest import pan_video
 
 

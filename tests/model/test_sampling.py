@@ -135,7 +135,7 @@ def test_bf16_on_request(run_dir, reference):
 def test_arcface_checkpoints_embed_the_reference_with_insightface(tmp_path):
     """An ``arcface`` run's reference goes through the build's insightface embedder (a pack exported by the test)."""
     from human_motion.model.sampling import ReferenceFaces
-    from tests.pipelines.test_insightface import TinyArcface, export
+    from tests.backends.test_insightface import TinyArcface, export
 
     folder = tmp_path / "models" / "tiny"
     folder.mkdir(parents=True)

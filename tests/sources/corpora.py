@@ -67,7 +67,7 @@ FAST_SETS = {
 
 def fast_config(sources: dict, **sets):
     from human_motion.config import load_config
-    from human_motion.pipelines.config import BuildConfig
+    from human_motion.engine.config import BuildConfig
 
     base = {"sources": sources, "ray": {"address": "local", "progress": False}}
     merged = dict(FAST_SETS, **sets)

@@ -7,7 +7,7 @@ import pathlib
 
 from corpora import FAST_SETS, read_rejects, read_samples, write_face_image
 from human_motion.cli import main
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 from human_motion.sources.aahq import AAHQSource
 
 
@@ -79,7 +79,7 @@ def test_unknown_layout_option_is_a_config_error(tmp_path, capsys):
 
 def test_aahq_build_gives_static_zero_intensity_samples(tmp_path):
     from corpora import fast_config
-    from human_motion.pipelines.build import build
+    from human_motion.engine.build import build
 
     write_aahq(tmp_path / "aahq")
     summary = build(fast_config({"aahq": {"root": str(tmp_path / "aahq")}}), str(tmp_path / "out"))

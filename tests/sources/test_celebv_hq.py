@@ -9,10 +9,10 @@ import pytest
 
 from corpora import center_inside, fast_config, read_rejects, read_samples, write_face_video
 from human_motion.config import ConfigError
-from human_motion.pipelines.build import build
+from human_motion.engine.build import build
 from human_motion.sources import celebv_labels
 from human_motion.sources.celebv_hq import CelebVHQSource
-from human_motion.pipelines.config import SourceConfig
+from human_motion.sources.config import SourceConfig
 
 
 def vector(names: list[str], on: list[str]) -> list[int]:

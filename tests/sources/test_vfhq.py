@@ -9,8 +9,8 @@ import pytest
 
 from corpora import FPS, center_inside, face_frames, fast_config, read_rejects, read_samples, write_face_video
 from human_motion.config import ConfigError
-from human_motion.pipelines.build import build
-from human_motion.pipelines.config import SourceConfig
+from human_motion.engine.build import build
+from human_motion.sources.config import SourceConfig
 from human_motion.sources.vfhq import VFHQSource, parse_meta
 
 W, H = 240, 160

@@ -1,0 +1,1 @@
+"""Model backends the stages call: face detectors, landmarks and embedders, optical flow, captioners."""

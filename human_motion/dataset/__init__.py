@@ -1,0 +1,1 @@
+"""Tools that read a finished build: hm stats, hm verify, hm select."""

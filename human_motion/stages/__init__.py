@@ -1,0 +1,1 @@
+"""The curation stages: each reads declared fields of a row and writes scores and members."""
