@@ -77,11 +77,13 @@ class FakePipeline:
         self.image = image
 
     def __call__(self, reference_image, prompt, action, intensity, num_frames, height, width, num_inference_steps,
-                 guidance_scale, generator):
+                 guidance_scale, generator, output_type=None):
         assert reference_image.dtype == np.uint8 and reference_image.ndim == 3
         FakePipeline.calls.append((prompt, action, intensity, int(generator.initial_seed())))
         frames = pan_video(self.image, intensity, num_frames)
         frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+        if output_type == "np":  # AnimateDiffPipeline's convention: a batch of videos, floats in [0, 1]
+            return types.SimpleNamespace(frames=frames[None] / 255.0)
         return types.SimpleNamespace(frames=frames)
 
 
@@ -140,7 +142,7 @@ def test_injected_interpolator_is_aggregated(eval_set, tmp_path):
     from human_motion.config import load_config
     from human_motion.eval.config import EvalConfig
     from human_motion.eval.inputs import read_eval_set
-    from human_motion.model.evaluate import Scorers, evaluate
+    from human_motion.eval.evaluate import Scorers, evaluate
 
     items, _ = read_eval_set(eval_set / "prompts.jsonl", eval_set / "videos", eval_set / "refs")
     still = [i for i in items if i.video == "still.mp4"]
