@@ -13,7 +13,6 @@ The scoring is ``evaluate.py``, the models ``scorers.py``; docs/eval.md defines 
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
@@ -22,11 +21,11 @@ from human_motion.devices import auto_device
 from human_motion.eval.config import EvalConfig
 from human_motion.eval.evaluate import evaluate
 from human_motion.eval.inputs import read_eval_set
-from human_motion.model.config import packaged_configs
+from human_motion.model.config import DefaultsHelpFormatter, packaged_configs
 
 
 def add_arguments(parser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = DefaultsHelpFormatter
     parser.add_argument("videos", nargs="?", help="folder of generated videos (not with --protocol)")
     parser.add_argument("--refs", help="folder of reference images (the rows' \"ref\" are relative to it)")
     parser.add_argument("--prompts", required=True,

@@ -7,11 +7,21 @@ Loaded with ``human_motion.config.load_config(TrainConfig, path, overrides)``; p
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from human_motion.config import ConfigError
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except the empty ones (None, False, [], "") that say nothing."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], "") or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def packaged_configs(prefix: str) -> list[str]:

@@ -16,7 +16,6 @@ written against it. The data position is ours (``train_state_rank{r}.json``, see
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -29,7 +28,7 @@ from human_motion.config import ConfigError, load_config, resolve_config_path, t
 from human_motion.model.adapter import set_trainable
 from human_motion.model.components import decode_latents, encode_video, load_components, load_face_embedder
 from human_motion.model.conditioning import MotionCharacterModel, encode_conditions
-from human_motion.model.config import TrainConfig, packaged_configs
+from human_motion.model.config import DefaultsHelpFormatter, TrainConfig, packaged_configs
 from human_motion.model.data import get_dataset
 from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
 from human_motion.model.noise import video_noise
@@ -42,7 +41,7 @@ WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloa
 
 
 def add_arguments(parser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = DefaultsHelpFormatter
     parser.add_argument("shards", nargs="?", help="folder of WebDataset shards from `hm build` (not for synthetic)")
     parser.add_argument("--config", default="train",
                         help=f"config file or packaged name ({', '.join(packaged_configs('train'))})")

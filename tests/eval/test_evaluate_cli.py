@@ -171,3 +171,10 @@ def test_weights_without_their_code_is_a_one_line_error(eval_set, tmp_path, caps
     assert rc == 2 and "VQAssessment/DOVER" in capsys.readouterr().err
     rc = main(args + ["--set", "metrics=[dover]", "--set", "dover.weights=d.pth"])
     assert rc == 2 and "go together" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(eval) (default: eval)" in out and "(default: results)" in out and "(default: 0,5,10,20)" in out

@@ -261,3 +261,16 @@ def test_shards_of_bad_samples_stop_in_one_line(tmp_path, capsys):
     # Nothing was trained: the same command runs again (here: fails again the same way) without --overwrite.
     assert main(["train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(tmp_path / "run")]) == 2
     assert "already holds" not in capsys.readouterr().err
+
+
+def test_help_lists_every_packaged_config_and_the_defaults(capsys):
+    import pathlib
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    configs = pathlib.Path(train_module.__file__).parents[1] / "configs"
+    names = sorted(p.stem for p in configs.glob("train*.yaml"))
+    assert e.value.code == 0 and "train_intensity" in names
+    assert f"({', '.join(names)}) (default: train)" in out
+    assert "--resume [CHECKPOINT]" in out and "--overwrite" in out and "(default: None)" not in out
