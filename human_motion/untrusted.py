@@ -57,8 +57,9 @@ def file_problem(path: str | os.PathLike) -> FileProblem | None:
     return FileProblem("not_a_file", f"is {kind}, not a regular file" if kind.startswith("a ") else f"is {kind}")
 
 
-def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
-    """The whole file, if it is a regular file of at most ``max_bytes``; FileProblem otherwise."""
+def read_bytes(path: str | os.PathLike, max_bytes: int, truncate: bool = False) -> bytes:
+    """The whole file, if it is a regular file of at most ``max_bytes`` (with ``truncate``, its first
+    ``max_bytes``); FileProblem otherwise."""
     problem = file_problem(path)
     if problem:
         raise problem
@@ -72,7 +73,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FileProblem("not_a_file", f"is {_kind(st.st_mode)}, not a regular file")
-        if st.st_size > max_bytes:
+        if st.st_size > max_bytes and not truncate:
             raise FileProblem("too_large", f"is {st.st_size:,} bytes, more than the {max_bytes:,} allowed")
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(max_bytes + 1)
@@ -81,6 +82,8 @@ def read_bytes(path: str | os.PathLike, max_bytes: int) -> bytes:
     finally:
         os.close(fd)
     if len(data) > max_bytes:
+        if truncate:
+            return data[:max_bytes]
         raise FileProblem("too_large", f"grew past the {max_bytes:,} bytes allowed while being read")
     return data
 
