@@ -171,11 +171,11 @@ def walk(top: pathlib.Path, guard: RootGuard) -> Iterator[Entry]:
     cannot exhaust the stack). Links are followed only when they resolve inside the guard's root (or it allows
     links out); each real folder is walked once, so link loops end. A link out of the root, a dangling link, a
     FIFO, socket or device is yielded with its problem, never opened."""
-    problem = guard.problem(top, top.name or str(top)) if top.is_symlink() or not guard.contains(
-        os.path.realpath(top)) else None
-    if problem:
-        yield Entry(top, top.name, True, problem)
-        return
+    if top.is_symlink() or not guard.contains(os.path.realpath(top)):
+        problem = guard.problem(top, str(top))
+        if problem:
+            yield Entry(top, top.name, True, problem)
+            return
     seen = {os.path.realpath(top)}
     stack = [(top, "")]
     while stack:
@@ -184,7 +184,8 @@ def walk(top: pathlib.Path, guard: RootGuard) -> Iterator[Entry]:
             with os.scandir(folder) as it:
                 names = sorted((e.name, e.is_symlink()) for e in it if not e.name.startswith("."))
         except OSError as e:
-            yield Entry(folder, prefix.rstrip("/") or ".", True, RowError("unreadable", f"cannot list {e.strerror}"))
+            rel = prefix.rstrip("/") or "."
+            yield Entry(folder, rel, True, RowError("unreadable", f"{rel} cannot be listed ({e.strerror})"))
             continue
         subdirs = []
         for name, is_link in names:
@@ -193,17 +194,15 @@ def walk(top: pathlib.Path, guard: RootGuard) -> Iterator[Entry]:
             if link_problem:
                 yield Entry(path, rel, False, link_problem)
                 continue
-            kind = file_problem(path)  # stat, following a link already checked above
-            if kind is None:
-                yield Entry(path, rel)
-            elif kind.what.startswith("is a directory"):
+            if os.path.isdir(path):  # stat, following a link already checked above
                 real = os.path.realpath(path)
                 if real not in seen:
                     seen.add(real)
                     subdirs.append((path, rel + "/"))
                     yield Entry(path, rel, True)
-            else:
-                yield Entry(path, rel, False, RowError(kind.reason, f"{rel} {kind.what}"))
+                continue
+            kind = file_problem(path)
+            yield Entry(path, rel, False, RowError(kind.reason, f"{rel} {kind.what}") if kind else None)
         stack.extend(reversed(subdirs))
 
 
