@@ -104,6 +104,11 @@ def save_checkpoint(accelerator, out: pathlib.Path, step: int, data_slot: int, l
     return path
 
 
+def error_line(e: BaseException) -> str:
+    """An exception as one short line (loaders raise multi-line messages; a refusal is one line)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
 def load_checkpoint(accelerator, checkpoint: pathlib.Path) -> tuple[int, int]:
     """Restore weights, optimizer, scheduler and RNG; returns (step, data slot). A damaged or foreign checkpoint
     (pickles where tensors belong, a truncated file, another model's weights) is refused in one line."""
@@ -114,8 +119,7 @@ def load_checkpoint(accelerator, checkpoint: pathlib.Path) -> tuple[int, int]:
         state = json.loads((checkpoint / STATE_FILE.format(rank=accelerator.process_index)).read_text())
         return int(state["step"]), int(state["data_slot"])
     except (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(f"{checkpoint}: cannot be resumed ({type(e).__name__}: {detail}); it is damaged or was "
+        raise ConfigError(f"{checkpoint}: cannot be resumed ({error_line(e)}); it is damaged or was "
                           "not written by this config's `hm train`: resume from an earlier checkpoint "
                           "(--resume RUN/checkpoints/checkpoint-N) or start again with --overwrite") from None
 
