@@ -68,6 +68,24 @@ def prepare_run(out: pathlib.Path, resume: str | None, overwrite: bool) -> pathl
     return None
 
 
+def check_same_model(cfg, saved: pathlib.Path) -> None:
+    """``--resume`` with a config whose model differs from the run's would load weights of other shapes (or train
+    another model on top of these): refuse it, naming the first difference."""
+    from human_motion.config import to_dict
+
+    try:
+        before = json.loads(saved.read_text()).get("model", {})
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(f"{saved}: not readable as the run's config; start the run again with --overwrite") from None
+    now = to_dict(cfg)["model"]
+    changed = [k for k in now if k in before and before[k] != now[k]]
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{saved.parent}: the run was trained with model.{k}={before[k]!r}, this command gives "
+                          f"{now[k]!r}; resume without --config (the run's own config.json is used), or start a new "
+                          "run (another --out, or --overwrite)")
+
+
 def remove_run(out: pathlib.Path) -> None:
     """``--overwrite``: delete what a run writes, and nothing else in the folder."""
     for name in run_entries(out):

@@ -32,7 +32,7 @@ from human_motion.model.config import DefaultsHelpFormatter, TrainConfig, packag
 from human_motion.model.data import get_dataset
 from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
 from human_motion.model.noise import video_noise
-from human_motion.model.run_folder import (error_line, load_checkpoint, prepare_run, register_hooks, remove_run,
+from human_motion.model.run_folder import (check_same_model, error_line, load_checkpoint, prepare_run, register_hooks, remove_run,
                                            run_entries, save_checkpoint, save_trained)
 from human_motion.model.tracking import PROJECT, Progress, RunLog, flat_config, resolve_trackers
 from human_motion.model.validation import target_for, validate
@@ -43,8 +43,9 @@ WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloa
 def add_arguments(parser) -> None:
     parser.formatter_class = DefaultsHelpFormatter
     parser.add_argument("shards", nargs="?", help="folder of WebDataset shards from `hm build` (not for synthetic)")
-    parser.add_argument("--config", default="train",
-                        help=f"config file or packaged name ({', '.join(packaged_configs('train'))})")
+    parser.add_argument("--config", default=None,
+                        help=f"config file or packaged name ({', '.join(packaged_configs('train'))}) (default: train; "
+                        "with --resume the run's own config.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. train.max_train_steps=100")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, samples, final adapter")
@@ -55,7 +56,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(TrainConfig, resolve_config_path(args.config), args.set)
+    saved = pathlib.Path(args.out) / "config.json"
+    resuming = bool(args.resume) and saved.is_file()
+    config = args.config or (str(saved) if resuming else "train")
+    cfg = load_config(TrainConfig, resolve_config_path(config), args.set)
+    if resuming:
+        check_same_model(cfg, saved)
     summary = train(cfg, args.shards, args.out, args.resume, args.overwrite)
     print(json.dumps(summary))
     return 0
