@@ -194,7 +194,7 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     step, data_slot = load_checkpoint(accelerator, checkpoint) if checkpoint else (0, 0)
     # TensorBoard hides the events a killed run logged past the checkpoint (purge_step), as train.jsonl drops them.
     accelerator.init_trackers(PROJECT, config=flat_config(to_dict(cfg)),
-                              init_kwargs={"tensorboard": {"purge_step": step + 1}} if step else {})
+                              init_kwargs={"tensorboard": {"purge_step": step + 1}} if resume else {})
     log = RunLog(accelerator, out / "logs" / "train.jsonl", step)
 
     if step == 0:
