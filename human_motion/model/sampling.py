@@ -28,6 +28,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from human_motion.config import ConfigError
 from human_motion.model.components import decode_latents, encode_clip_image, encode_text
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
 from human_motion.model.noise import with_shared
@@ -135,12 +136,23 @@ class MotionCharacterPipeline(DiffusionPipeline):
         # None or empty: not given (the CLI passes its unset options), so the saved or run's settings stay.
         kwargs = {k: v for k, v in kwargs.items() if k not in settings or (v is not None and v != [] and v != ())}
         path = pathlib.Path(pretrained_model_name_or_path).expanduser()
-        if not path.exists() and _HUB_ID.fullmatch(str(pretrained_model_name_or_path)):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        if not is_saved_pipeline(path):
+        if not is_saved_pipeline(path) and (path.exists() or not _HUB_ID.fullmatch(str(path))):
             return cls._from_run(path, **kwargs)
+        kwargs.setdefault("use_safetensors", True)  # never a pickle, whatever the folder or repo holds
+        if not path.exists():  # a Hub repo: diffusers downloads it and asks for trust_remote_code itself
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE:  # no fetch to try: say what is missing without diffusers' retry lines
+                raise ConfigError(f"checkpoint {path} does not exist (and HF_HUB_OFFLINE is set, so it is not looked "
+                                  "up on the Hub); pass a run folder saved by `hm train` or a folder saved by "
+                                  "`save_pretrained`")
+            try:
+                return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            except OSError as e:  # offline, no such repo, or a local folder that is not there ("runs/mc")
+                raise ConfigError(f"checkpoint {path} does not exist here and could not be fetched as a Hub repo "
+                                  f"({type(e).__name__}); pass a run folder saved by `hm train` or a folder saved by "
+                                  "`save_pretrained`") from None
         trusted = check_pipeline_file(path)  # our two-line pipeline.py, or none: no code from the folder runs
-        kwargs.setdefault("use_safetensors", True)
         try:
             pipe = super().from_pretrained(str(path), trust_remote_code=trusted, **kwargs)
         except (OSError, RuntimeError, ValueError) as e:  # truncated or pickled weights, missing files

@@ -145,3 +145,11 @@ def test_a_failure_on_the_server_shows_no_path(pipe, tmp_path, monkeypatch, capl
 
     launch(Page(), "127.0.0.1", 0, block=False)
     assert seen["show_error"] is False  # other exceptions' texts never reach the page
+
+
+def test_a_missing_or_damaged_checkpoint_stops_the_demo_in_one_line(tmp_path, capsys):
+    from human_motion.cli import main
+
+    assert main(["demo", "--checkpoint", str(tmp_path / "nope"), "--device", "cpu"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "does not exist" in err[0] and str(tmp_path / "nope") in err[0]

@@ -17,25 +17,8 @@ from PIL import Image
 from human_motion.config import ConfigError
 from human_motion.model.sampling import MotionCharacterPipeline, frames_to_uint8
 
-from .tiny_run import astronaut, tiny_run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def pipe(run_dir):
-    torch.set_num_threads(1)
-    p = MotionCharacterPipeline.from_pretrained(run_dir)
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
-@pytest.fixture(scope="module")
-def reference(pipe):
-    return pipe.prepare_reference(astronaut())
+from .test_sampling import pipe, reference, run_dir  # noqa: F401 - the same module-scoped fixtures
+from .tiny_run import astronaut
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +211,12 @@ def test_damaged_or_pickled_weights_are_one_line_refusals(run_dir, saved, tmp_pa
     with pytest.raises(ConfigError, match=message) as e:
         MotionCharacterPipeline.from_pretrained(folder)
     assert str(weights) in str(e.value) and "\n" not in str(e.value) and not seen
+
+
+def test_a_missing_folder_that_looks_like_a_hub_id_is_one_line_offline(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="checkpoint runs/mc does not exist .*HF_HUB_OFFLINE"):
+        MotionCharacterPipeline.from_pretrained("runs/mc")
