@@ -20,7 +20,9 @@ for arg in "$@"; do
   esac
 done
 # The GPU's name, if nvidia-smi is here and lists one ("GPU 0: NVIDIA H200 (UUID: ...)"); empty otherwise.
-gpu_name() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | sed -n 's/^GPU 0: \(.*\) (UUID.*/\1/p'; }
+gpu_name() {
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | sed -n 's/^GPU 0: \(.*\) (UUID.*/\1/p'
+}
 GPU="$(gpu_name || true)"
 if [ "$KIND" = auto ]; then KIND=$([ -n "$GPU" ] && echo gpu || echo cpu); fi
 
