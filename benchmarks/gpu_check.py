@@ -29,9 +29,11 @@ import pathlib
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import xml.etree.ElementTree as ET
+from importlib import metadata
 
 import numpy as np
 
@@ -114,10 +116,8 @@ def section_env(check: Check) -> dict:
     for name in ("torchvision", "diffusers", "transformers", "accelerate", "huggingface_hub", "ptflops", "numpy",
                  "opencv-python-headless", "onnxruntime", "onnxruntime-gpu"):
         try:
-            from importlib.metadata import version
-
-            packages[name] = version(name)
-        except Exception:  # noqa: BLE001 - not installed
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             continue
     try:
         import onnxruntime
@@ -166,8 +166,6 @@ def section_flow_stage(check: Check) -> dict:
     data, source = windows(check)
     px, repeats = data.shape[2], 1 if check.dry_run else 3
     precision = "bf16" if not check.device.startswith("cuda") else "fp16"
-    import tempfile
-
     from raft_throughput import random_weights
 
     base = [f"decode.size_px={px}", f"decode.num_frames={data.shape[1]}"]
@@ -244,8 +242,6 @@ def section_generate(check: Check) -> dict:
 
 def section_pytest_gpu(check: Check) -> dict:
     """``pytest -m gpu``: in the dry run only tests/backends/test_raft.py (its gpu tests skip without CUDA)."""
-    import tempfile
-
     paths = ["tests/backends/test_raft.py"] if check.dry_run else ["tests"]
     with tempfile.TemporaryDirectory() as tmp:
         xml = pathlib.Path(tmp) / "junit.xml"
