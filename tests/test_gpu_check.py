@@ -175,3 +175,17 @@ def test_setup_plans_the_cuda_stack_where_nvidia_smi_lists_a_gpu(tmp_path):
     assert "plan: gpu machine" in plan("--gpu", env=fake_nvidia_smi(tmp_path / "none2", gpu=False))
     bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "--cuda"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown option '--cuda'" in bad.stderr
+
+
+def test_the_documented_device_call_matches_the_scripts():
+    """DEVELOPERS.md and benchmarks/README.md give the same one device call, within the tool's limits, naming what
+    prepare_gpu_check.py writes (its default folder, git-ignored; the prepare test checks the files in it)."""
+    import re
+
+    calls = [re.search(r'run\(command="(.+?)",\s*(?:#\s*)?carry=\[(.+?)\], timeout_s=(\d+)\)', (REPO / doc).read_text(),
+                       re.S) for doc in ("DEVELOPERS.md", "benchmarks/README.md")]
+    assert all(calls) and calls[0].groups() == calls[1].groups()
+    command, carry, timeout = calls[0].groups()
+    assert len(command) <= 2000 and carry == '".gpu_check"' and 480 <= int(timeout) <= 600
+    assert ".gpu_check/wheels/*.whl" in command and "--frames .gpu_check/frames.npy --out $OUT" in command
+    assert "/.gpu_check/" in (REPO / ".gitignore").read_text().splitlines()
