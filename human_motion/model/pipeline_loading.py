@@ -134,12 +134,17 @@ def check_pipeline_file(folder: pathlib.Path) -> bool:
 
 
 def write_pipeline_file(folder: pathlib.Path) -> None:
-    """``pipeline.py`` and ``model_index.json``'s ``_class_name`` as diffusers' custom pipelines have them."""
+    """``pipeline.py``, the module ``model_index.json``'s ``["pipeline", class]`` names (``class_name_entry``)."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{PIPELINE_MODULE}.py").write_text(PIPELINE_CODE)
-    index = folder / "model_index.json"
-    data = json.loads(index.read_text())
+
+
+def class_name_entry(config_json: str) -> str:
+    """A pipeline's ``model_index.json`` text with ``_class_name`` as diffusers' custom pipelines have it:
+    ``[module file, class]``, which ``DiffusionPipeline.from_pretrained`` resolves to that file in the folder."""
+    data = json.loads(config_json)
     data["_class_name"] = [PIPELINE_MODULE, data["_class_name"]]
-    index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def _deepest(error: BaseException) -> BaseException:

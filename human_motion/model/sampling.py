@@ -35,6 +35,7 @@ from human_motion.model.noise import with_shared
 from human_motion.model.pipeline_loading import (  # noqa: F401 - find_run_dir re-exported
     PAPER_DEFAULTS,
     check_pipeline_file,
+    class_name_entry,
     components_from_run,
     find_run_dir,
     is_saved_pipeline,
@@ -189,14 +190,18 @@ class MotionCharacterPipeline(DiffusionPipeline):
 
         if not safe_serialization:
             raise ValueError("MotionCharacterPipeline saves safetensors only (safe_serialization=True)")
+        write_pipeline_file(pathlib.Path(save_directory))  # first, so that push_to_hub=True uploads it too
         processors = dict(self.unet.attn_processors)
         ours = {f"{name}.processor" for name, _, _ in self.adapter.config.layers}
         self.unet.set_attn_processor({k: AttnProcessor2_0() if k in ours else p for k, p in processors.items()})
         try:
-            super().save_pretrained(save_directory, safe_serialization=True, **kwargs)
+            super().save_pretrained(str(save_directory), safe_serialization=True, **kwargs)  # diffusers splits it
         finally:
             self.unet.set_attn_processor(processors)
-        write_pipeline_file(pathlib.Path(save_directory))
+
+    def to_json_string(self) -> str:
+        """``model_index.json`` (``save_config`` writes this) with ``_class_name`` = ``["pipeline", class]``."""
+        return class_name_entry(super().to_json_string())
 
     # --------------------------------------------------------------------------------------------- memory savers
     def enable_vae_slicing(self):

@@ -220,3 +220,27 @@ def test_a_missing_folder_that_looks_like_a_hub_id_is_one_line_offline(monkeypat
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="checkpoint runs/mc does not exist .*HF_HUB_OFFLINE"):
         MotionCharacterPipeline.from_pretrained("runs/mc")
+
+
+def test_push_to_hub_uploads_the_folder_diffusers_loads(pipe, tmp_path, monkeypatch):
+    """save_pretrained(push_to_hub=True): the uploaded folder already holds pipeline.py and the list _class_name
+    (the Hub itself is replaced by a stand-in: no network here)."""
+    import types
+    from pathlib import Path
+
+    import diffusers.pipelines.pipeline_utils as pipeline_utils
+    from huggingface_hub import ModelCard
+
+    uploaded = {}
+
+    def upload(folder, repo_id):
+        uploaded["repo"] = repo_id
+        uploaded["index"] = json.loads((Path(folder) / "model_index.json").read_text())
+        uploaded["pipeline.py"] = (Path(folder) / "pipeline.py").is_file()
+
+    monkeypatch.setattr(pipeline_utils, "create_repo", lambda repo_id, **kw: types.SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(pipeline_utils, "load_or_create_model_card", lambda *a, **k: ModelCard("---\n---\n"))
+    monkeypatch.setattr(type(pipe), "_upload_folder", lambda self, folder, repo_id, **kw: upload(folder, repo_id))
+    pipe.save_pretrained(tmp_path / "pipe", push_to_hub=True, repo_id="me/motion-character")
+    assert uploaded == {"repo": "me/motion-character", "index": uploaded["index"], "pipeline.py": True}
+    assert uploaded["index"]["_class_name"] == ["pipeline", "MotionCharacterPipeline"]
