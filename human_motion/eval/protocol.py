@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import sys
 
 from human_motion.config import ConfigError
 from human_motion.eval.inputs import load_reference
@@ -111,5 +112,5 @@ def generate_set(pipe, jobs: list[dict], refs_dir: str | pathlib.Path, out: path
                       num_inference_steps=pcfg.num_inference_steps, guidance_scale=pcfg.guidance_scale,
                       generator=torch.Generator().manual_seed(job["seed"]), output_type="np")
         write_mp4(str(path), frames_to_uint8(result.frames[0]), pcfg.fps)  # frames[0]: the call's one video
-        print(f"[{i + 1}/{len(jobs)}] {job['video']}", flush=True)
+        print(f"[{i + 1}/{len(jobs)}] {job['video']}", file=sys.stderr, flush=True)
     return out / "prompts.jsonl"
