@@ -34,7 +34,6 @@ import argparse
 import json
 import pathlib
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -43,8 +42,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from motion_recipe import (  # noqa: E402
-    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, build_shards, id_kind_of, load_pipeline, log, measure, references,
-    save_gif, shard_samples, stats, to_uint8, train_runs, val_loss_first_last, vae_round_trip, write_base,
+    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, id_kind_of, load_pipeline, log, measure, references,
+    save_gif, shard_samples, start, stats, to_uint8, train_runs, val_loss_first_last, vae_round_trip, write_base,
 )
 
 
@@ -77,6 +76,8 @@ def per_path_spearman(rows: list[dict]) -> float:
 # -------------------------------------------------------------------------------------------------- 4. generation
 def sweep(run: pathlib.Path, references: dict[str, np.ndarray], intensities: list[float], seeds: list[int],
           steps: int, guidances: list[float], save_dir: pathlib.Path) -> dict[float, list[dict]]:
+    from human_motion.model.pipeline_output import frames_to_uint8
+
     pipe = load_pipeline(run)
     faces = {photo: pipe.prepare_reference(ref) for photo, ref in references.items()}  # found and embedded once
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +89,8 @@ def sweep(run: pathlib.Path, references: dict[str, np.ndarray], intensities: lis
                 for seed in seeds:
                     out = pipe(reference_face=face, prompt="", action="", intensity=float(intensity) / UNIT,
                                num_frames=NUM_FRAMES, height=RES, width=RES, num_inference_steps=steps,
-                               guidance_scale=g, generator=torch.Generator().manual_seed(seed))
-                    frames = np.asarray(out.frames)
+                               guidance_scale=g, generator=torch.Generator().manual_seed(seed), output_type="np")
+                    frames = frames_to_uint8(out.frames[0])
                     rows.append({"photo": photo, "asked": float(intensity), "seed": seed,
                                  "measured": measure(frames)})
                     save_gif(frames, save_dir / f"{photo}_i{intensity:g}_s{seed}_g{g:g}.gif")
@@ -127,10 +128,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
 # ------------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--work", default=str(pathlib.Path(tempfile.gettempdir()) / "hm_intensity_control"),
-                   help="shards, base, runs, samples, results.json; existing parts are reused")
-    p.add_argument("--steps", type=int, default=1000, help="training steps of each of the two models")
-    p.add_argument("--vae-steps", type=int, default=600)
+    add_arguments(p, "intensity_control", "two models")
     p.add_argument("--beta-start", type=float, default=0.00085, help="linear noise schedule of the base's scheduler")
     p.add_argument("--beta-end", type=float, default=0.012)
     p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20",
@@ -139,16 +137,10 @@ def main(argv=None) -> int:
     p.add_argument("--intensities", default="0,5,10,15,20", help="asked, in px per step at 512 px")
     p.add_argument("--seeds", default="0,1,2,3")
     p.add_argument("--photos", default="astronaut,hopper", help="reference photos of the sweep")
-    p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--guidance", default="2.0,1.0", help="classifier-free guidance scales; the first is plotted")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "intensity_control.png"))
-    p.add_argument("--train-set", action="append", default=[], help="extra --set for both training runs")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    work = pathlib.Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = start(args)
     t_start = time.time()
     timings = {}
 

@@ -63,6 +63,31 @@ def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: boo
     return proc
 
 
+def add_arguments(parser, name: str, models: str) -> None:
+    """The options every recipe benchmark shares; ``name`` names the default work folder, ``models`` the runs."""
+    import tempfile
+
+    parser.add_argument("--work", default=str(pathlib.Path(tempfile.gettempdir()) / f"hm_{name}"),
+                        help="shards, base, runs, samples, results.json; existing parts are reused")
+    parser.add_argument("--steps", type=int, default=1000, help=f"training steps of each of the {models}")
+    parser.add_argument("--vae-steps", type=int, default=600)
+    parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps of each generated clip")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (split among the runs that train side by side, at least 1 each); on a "
+                             "machine shared with other work 1 is faster, as threads wait on each other")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (base, VAE and runs)")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra --set for every training run")
+
+
+def start(args) -> pathlib.Path:
+    """Applies --threads and makes --work; returns it."""
+    torch.set_num_threads(args.threads)
+    work = pathlib.Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 # ---------------------------------------------------------------------------------------------------- 1. the data
 def build_shards(work: pathlib.Path, demo_options: dict, threads: int) -> pathlib.Path:
     """``hm build`` (in-process, no Ray) of the demo source with ``demo_options``, stored at STORE_PX. Finished shards

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import skimage.data
 
-from human_motion.eval.motion_kind import KINDS, STILL, classify, clip_components, confusion, fit_components, motion_kind
+from human_motion.eval.motion_kind import (
+    KINDS, STILL, classify, clip_components, confusion, fit_components, motion_kind,
+)
 
 from .conftest import ASTRONAUT_FACE
 
