@@ -22,7 +22,7 @@ from human_motion.config import ConfigError
 # name -> (module, one-line help). Modules are imported only when their command runs, so `hm stats` never pays
 # for torch or Ray start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("human_motion.engine.build", "curate sources into WebDataset shards (Ray)"),
+    "build": ("human_motion.engine.command", "curate sources into WebDataset shards (Ray)"),
     "select": ("human_motion.dataset.subset", "write an intensity-balanced subset or sampling weights of an index"),
     "stats": ("human_motion.dataset.stats", "summarise a build: counts, intensities, actions, rejections"),
     "verify": ("human_motion.dataset.verify", "check shards, index and sample schema; non-zero exit on problems"),

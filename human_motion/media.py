@@ -128,6 +128,28 @@ def read_image(path: str, max_side_px: int = 4096) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def image_header(path: str, max_side_px: int = 4096) -> dict:
+    """An image's size as displayed (EXIF orientation applied) from its header alone: no pixel is decoded, so a
+    decompression bomb costs nothing. Raises MediaError for a file that is not an image or is too large."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_file(path)
+    try:
+        with Image.open(path) as img:  # lazy: reads the header only
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise MediaError("not_an_image", f"{os.path.basename(path)}: {e}") from None
+    except OSError as e:
+        raise MediaError("unreadable", str(e)) from None
+    if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees when shown
+        w, h = h, w
+    if max(w, h) > max_side_px:
+        raise MediaError("image_too_large", f"{w}x{h} > {max_side_px} px (decode.image_max_side_px)")
+    return {"kind": "image", "width": int(w), "height": int(h), "fps": 0.0, "duration_s": None,
+            "rotation_deg": {3: 180, 6: 90, 8: 270}.get(orientation, 0), "codec": str(img.format or "").lower()}
+
+
 REFERENCE_MAX_SIDE_PX = 2048  # stock-photo originals run to 6000-10000 px; the face crop needs far less
 
 

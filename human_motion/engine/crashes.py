@@ -33,9 +33,13 @@ CRASH_REASON = "worker_crashed"
 MIN_CRASHES = 2  # begun and never finished this many times in one pass: the clip, not a bystander
 
 
-def row_key(row: Row) -> str:
+def clip_key(shard: int, clip_index: int) -> str:
     """One clip of the input manifest (all of its windows)."""
-    return f"{row.shard}:{row.clip_index}"
+    return f"{shard}:{clip_index}"
+
+
+def row_key(row: Row) -> str:
+    return clip_key(row.shard, row.clip_index)
 
 
 class CrashJournal:
@@ -93,17 +97,6 @@ class JournalClient:
 
     def suspects(self, rows: list[Row]) -> list[bool]:
         return self._ray.get(self._actor.suspects.remote([row_key(r) for r in rows]))
-
-
-class JournaledStage:
-    """The callable class Ray Data builds once per actor: a stage that reports its rows to the journal."""
-
-    def __init__(self, stage_cls: type, cfg, journal: str):
-        self.stage = stage_cls(cfg)
-        self.stage.journal = JournalClient(journal)
-
-    def __call__(self, batch):
-        return self.stage(batch)
 
 
 def poisoned(journal, known: dict[str, dict]) -> dict[str, dict]:

@@ -20,14 +20,29 @@ Backends, each offline here, with the paper's model as an option:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import cv2
 import numpy as np
 
 from human_motion.devices import auto_device
-from human_motion.engine.config import BuildConfig
-from human_motion.stages.select import select
-from human_motion.stages.base import Stage, StageError
-from human_motion.types import Row
+from human_motion.stages.base import RowView, Stage, StageResources, runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityConfig(StageResources):
+    """Text-overlay and image-quality scores on one sampled frame per window."""
+
+    text_backend: Literal["mser", "easyocr", "none"] = "mser"
+    easyocr_langs: tuple[str, ...] = ("en",)
+    easyocr_model_dir: str | None = None  # EasyOCR weights folder (offline); None: EasyOCR's own cache/download
+    easyocr_min_conf: float = 0.3
+    iq_backend: Literal["sharpness", "clip_iqa", "none"] = "sharpness"
+    sharpness_ref: float = 100.0  # Laplacian variance that maps to image_quality 0.5
+    clip_model: str = "openai/clip-vit-base-patch32"  # CLIP-IQA: a hub id or a local folder
+    device: str = runtime("auto")  # auto | cpu | cuda (easyocr, clip_iqa)
+    num_cpus: float = runtime(0.25)
 
 WORK_PX = 512  # text detection runs at this side (crops are 512 by default)
 IQ_PX = 256
@@ -136,15 +151,17 @@ def _features(out):
 
 
 class Quality(Stage):
-    """Reads the cropped frames and decode's face boxes; adds ``scores.text_frac``, ``scores.image_quality`` and
-    ``quality`` (backends, the frame used, text boxes in crop pixels). Never changes the frames."""
+    """Scores the middle frame of the crop; never changes the frames."""
 
     name = "quality"
+    Config = QualityConfig
+    reads = ("frames", "faces")
+    writes = ("quality",)
+    scores = ("text_frac", "image_quality")
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: QualityConfig):
         super().__init__(cfg)
-        q = cfg.quality
-        self.q = q
+        q = self.q = cfg
         self.ocr = self._load_easyocr() if q.text_backend == "easyocr" else None
         self.clip = self._load_clip() if q.iq_backend == "clip_iqa" else None
 
@@ -175,31 +192,24 @@ class Quality(Stage):
             text = text / text.norm(dim=-1, keepdim=True)
         return model, processor, text, device
 
-    def process(self, row: Row) -> list[Row]:
-        frames = row.frames  # (t, s, s, 3) uint8 RGB
-        if frames is None:
-            raise StageError("quality_error", "no frames from decode")
+    def process(self, row: RowView) -> list[RowView]:
+        frames = row["frames"]  # (t, s, s, 3) uint8 RGB
         i = len(frames) // 2
         frame = frames[i]
         s = frame.shape[0]
-        boxes = (row.record.get("faces") or {}).get("boxes") or []
+        boxes = (row.get("faces") or {}).get("boxes") or []
         face = np.asarray(boxes[i], np.float32) if i < len(boxes) else None
-        scores = row.record.setdefault("scores", {})
         info: dict = {"frame_index": i}
-        backends = row.record.setdefault("backends", {})
         if self.q.text_backend != "none":
             text_boxes = self._text_boxes(frame, face)
-            scores["text_frac"] = union_frac(text_boxes, s, s)
+            row.score("text_frac", union_frac(text_boxes, s, s))
             info["text_boxes"] = [list(map(int, b)) for b in text_boxes[:20]]
-            backends["text"] = self.q.text_backend
+            row.backend("text", self.q.text_backend)
         if self.q.iq_backend != "none":
-            scores["image_quality"] = self._image_quality(frame, face)
-            backends["image_quality"] = self.q.iq_backend if self.q.iq_backend != "clip_iqa" \
-                else f"clip_iqa {self.q.clip_model}"
-        row.record["quality"] = info
-        failed = select(scores, self.cfg.select)
-        if failed:
-            raise StageError(*failed)
+            row.score("image_quality", self._image_quality(frame, face))
+            row.backend("image_quality", self.q.iq_backend if self.q.iq_backend != "clip_iqa"
+                        else f"clip_iqa {self.q.clip_model}")
+        row["quality"] = info
         return [row]
 
     def _text_boxes(self, frame: np.ndarray, face: np.ndarray | None) -> list[tuple[float, float, float, float]]:
