@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("human_motion.dataset.verify", "check shards, index and sample schema; non-zero exit on problems"),
     "train": ("human_motion.model.train", "train MotionCharacter on shards (or synthetic data)"),
     "generate": ("human_motion.model.generate", "generate a video from a reference face, prompt, action and intensity"),
-    "eval": ("human_motion.model.evaluate", "score generated videos with the paper's metrics and intensity fidelity"),
+    "eval": ("human_motion.eval.command", "score generated videos with the paper's metrics and intensity fidelity"),
     "model-info": ("human_motion.model.info", "parameters and FLOPs per component for a model config"),
     "demo": ("human_motion.model.demo", "a small Gradio page: reference, prompt, action, intensity slider"),
 }

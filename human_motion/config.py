@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from human_motion.untrusted import FileProblem, decode_utf8, nesting_problem, read_bytes
+
 T = TypeVar("T")
 
 
@@ -127,19 +129,37 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_CONFIG_DEPTH = 32  # sections nest 3-5 levels; options may hold small lists of lists
+MAX_CONFIG_VALUES = 100_000
+
+
 def read_config_file(path: str | pathlib.Path) -> dict[str, Any]:
+    """The mapping in a YAML or TOML file, read as untrusted: a FIFO, device or dangling link is refused without
+    being opened, and a file that is not UTF-8, does not parse, nests too deeply or expands (YAML aliases) past
+    MAX_CONFIG_VALUES values is a ConfigError naming the file."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing --config path")
-    text = path.read_text(encoding="utf-8")
+    where = f"config file {str(path)!r}"
+    try:
+        text = decode_utf8(read_bytes(path, MAX_CONFIG_BYTES))
+    except FileProblem as e:
+        hint = "pass an existing --config path" if e.reason == "missing_file" else "pass a config file"
+        raise ConfigError(f"{where} {e.what}; {hint}") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {str(path)!r} does not parse: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{where} does not parse: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests too deeply to parse; a config has a few levels of sections") from None
+    except ValueError as e:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"{where} holds a value that cannot be read ({str(e)[:100]})") from None
+    problem = nesting_problem(data, MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES)
+    if problem:
+        raise ConfigError(f"{where} {problem}; a config has a few levels of sections")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections at top level")
+        raise ConfigError(f"{where} must hold a mapping of sections at top level")
     return data
 
 
@@ -153,8 +173,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: the key must be dotted names, for example flow.backend")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # ValueError: an integer too long to convert
         value = raw
+    if nesting_problem(value, MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES):
+        raise ConfigError(f"--set {key}: the value nests too deeply or holds too many values")
     return key.split("."), value
 
 

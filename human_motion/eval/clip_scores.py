@@ -17,23 +17,22 @@ def _features(out):
 
 
 class ClipScorer:
-    def __init__(self, model: str, device: str = "cpu", batch_size: int = 16):
+    """Loads ``model`` with ``from_pretrained`` (``local_files_only``: from a folder or the hub cache, no network);
+    an ``OSError`` means the model could not be had (``hm eval`` then skips CLIP-I/CLIP-T and says why)."""
+
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 16, local_files_only: bool = False):
         import torch
         from transformers import CLIPModel, CLIPProcessor
 
         self.torch = torch
-        try:
-            self.model = CLIPModel.from_pretrained(model).eval().to(device)
-            self.processor = CLIPProcessor.from_pretrained(model)
-        except OSError as e:  # not cached and offline, or a folder without the files
-            from human_motion.config import ConfigError
-
-            raise ConfigError(f"CLIP model {model!r} cannot be loaded ({str(e).splitlines()[0]}); set clip.model to a "
-                              "local folder with a CLIPModel and its CLIPProcessor, or --set metrics=[...] without "
-                              "clip") from None
+        self.model = CLIPModel.from_pretrained(model, local_files_only=local_files_only).eval().to(device)
+        self.processor = CLIPProcessor.from_pretrained(model, local_files_only=local_files_only)
         self.device = device
         self.batch_size = batch_size
         self.name = model
+        crop = getattr(self.processor.image_processor, "crop_size", None)  # a dict, or transformers 5's SizeDict
+        sides = [getattr(crop, k, None) if not isinstance(crop, dict) else crop.get(k) for k in ("height", "width")]
+        self.min_side_px = int(min(v for v in sides if v) if any(sides) else 0)  # smaller frames are upsampled
 
     def image_embeddings(self, images) -> np.ndarray:
         """(n, d) L2-normalised image embeddings of RGB uint8 images."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from human_motion.eval.weights import load_weights
+
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
@@ -39,7 +41,7 @@ class DoverScorer:
             opt = yaml.safe_load(f)
         self.torch, self.decompose = torch, spatial_temporal_view_decomposition
         self.model = DOVER(**opt["model"]["args"]).to(device).eval()
-        self.model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=False))
+        self.model.load_state_dict(load_weights(weights_path, "dover.weights"))  # tensors only, never unpickled
         self.sample_types = opt["data"]["val-l1080p"]["args"]["sample_types"]
         self.samplers = {}
         for stype, s in self.sample_types.items():

@@ -74,23 +74,17 @@ class VBenchRaft:
         import torchvision
         from torchvision.models import optical_flow
 
-        from human_motion.backends.optical_flow import load_state_dict
+        from human_motion.eval.weights import load_weights, torchvision_weights
 
         large = backend == "raft_large"
         builder = optical_flow.raft_large if large else optical_flow.raft_small
+        self.model = builder(weights=None)
         if weights:
-            self.model = builder(weights=None)
-            self.model.load_state_dict(load_state_dict(weights))
+            self.model.load_state_dict(load_weights(weights, "dynamic_degree.raft_weights"))
             self.weights = weights
-        else:  # the port of RAFT's raft-things.pth (VBench's weights); torchvision's cache or one download
+        else:  # the port of RAFT's raft-things.pth (VBench's weights): torch's cache, or one download when online
             enum = optical_flow.Raft_Large_Weights.C_T_V1 if large else optical_flow.Raft_Small_Weights.C_T_V1
-            try:
-                self.model = builder(weights=enum)
-            except OSError as e:  # offline, no cached copy (URLError is an OSError)
-                from human_motion.config import ConfigError
-
-                raise ConfigError(f"Dynamic Degree: cannot load torchvision's {enum} ({e}); save its state dict on a "
-                                  "machine with network and set dynamic_degree.raft_weights=PATH") from None
+            self.model.load_state_dict(torchvision_weights(enum, "dynamic_degree.raft_weights"))
             self.weights = f"torchvision {enum}"
         self.torch = torch
         self.device = device
@@ -150,8 +144,8 @@ class AmtInterpolator:
         self.torch, self.img2tensor, self.tensor2img, self.padder_cls = torch, img2tensor, tensor2img, InputPadder
         network_cfg = OmegaConf.load(config_path).network
         self.model = build_from_cfg(network_cfg)
-        ckpt = torch.load(weights_path, map_location="cpu", weights_only=False)  # AMT's checkpoint is a dict
-        self.model.load_state_dict(ckpt["state_dict"])
+        ckpt = load_weights(weights_path, "smoothness.amt_weights")  # AMT's amt-s.pth: {"state_dict": ...}
+        self.model.load_state_dict(ckpt.get("state_dict", ckpt))
         self.model = self.model.to(device).eval()
         self.device = device
         self.embt = torch.tensor(0.5).float().view(1, 1, 1, 1).to(device)

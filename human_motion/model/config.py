@@ -7,10 +7,27 @@ Loaded with ``human_motion.config.load_config(TrainConfig, path, overrides)``; p
 
 from __future__ import annotations
 
+import argparse
+import pathlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from human_motion.config import ConfigError
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except the empty ones (None, False, [], "") that say nothing."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], "") or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def packaged_configs(prefix: str) -> list[str]:
+    """Names of the configs shipped in ``human_motion/configs`` that start with ``prefix`` (for help texts)."""
+    folder = pathlib.Path(__file__).resolve().parent.parent / "configs"
+    return sorted(p.stem for p in folder.glob(f"{prefix}*.yaml"))
 
 
 @dataclass
@@ -143,7 +160,10 @@ class LoopConfig:
     checkpoints_total_limit: int | None = 3
     dataloader_num_workers: int = 0
     log_every_steps: int = 1
-    tensorboard: bool = False
+    # Experiment tracker through accelerate: "auto" (TensorBoard when installed, else none), "none", "all", or
+    # tracker names (tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio), comma-separated.
+    log_with: str = "auto"
+    progress_every_s: float = 30.0  # a plain progress line this often when stderr is not a terminal
 
     def __post_init__(self):
         if self.train_batch_size < 1 or self.max_train_steps < 1 or self.checkpointing_steps < 1:

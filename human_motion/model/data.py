@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from human_motion.config import ConfigError
 from human_motion.model.config import DataConfig, ModelConfig
+from human_motion.model.selection import read_selection, repeats
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +41,32 @@ class BadSample(Exception):
         self.reason = reason
 
 
+class TooManyBadSamples(ConfigError):
+    """More than ``data.max_bad_fraction`` of the samples read were bad: the shards, not one sample, are wrong."""
+
+
 class BadSamples:
     """Counts skipped samples by reason, keeps a few examples, and stops the run past ``max_fraction``."""
 
-    def __init__(self, max_fraction: float, min_reads: int = 20, max_examples: int = 5):
+    def __init__(self, max_fraction: float, min_reads: int = 20, max_examples: int = 5, where: str = "the data"):
         self.counts: collections.Counter[str] = collections.Counter()
         self.examples: list[str] = []
         self.reads = 0
-        self.max_fraction, self.min_reads, self.max_examples = max_fraction, min_reads, max_examples
+        self.max_fraction, self.min_reads, self.max_examples, self.where = max_fraction, min_reads, max_examples, where
 
     def add(self, reason: str, detail: str) -> None:
         self.counts[reason] += 1
+        detail = " ".join(str(detail).split())[:200]  # one line, whatever the decoder said
         if len(self.examples) < self.max_examples:
             self.examples.append(f"{reason}: {detail}")
         logger.warning("skipping a bad sample (%s): %s", reason, detail)
         bad = sum(self.counts.values())
         if self.reads >= self.min_reads and bad > self.max_fraction * self.reads:
-            raise RuntimeError(f"{bad} of {self.reads} samples were bad ({dict(self.counts)}); e.g. {self.examples}")
+            counts = ", ".join(f"{k} {v}" for k, v in self.counts.most_common())
+            raise TooManyBadSamples(
+                f"{self.where}: {bad} of the first {self.reads} samples read were bad ({counts}; e.g. "
+                f"{self.examples[0]}); check the shards with `hm verify`, rebuild them, or raise "
+                f"data.max_bad_fraction (now {self.max_fraction})")
 
     def handler(self, exn: Exception) -> bool:
         """webdataset handler for unreadable tars/members: count and go on (webdataset's ``warn_and_continue``)."""
@@ -71,14 +81,28 @@ def _load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def _decode_mp4(data: bytes) -> np.ndarray:
+def _decode_mp4(data: bytes, max_frames: int | None = None) -> np.ndarray:
     import av
 
     with av.open(io.BytesIO(data)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        frames = [f.to_ndarray(format="rgb24")
+                  for f in itertools.islice(container.decode(video=0), max_frames)]
     if not frames:
         raise BadSample("decode_failed", "no frames in mp4")
     return np.stack(frames)  # (n, H, W, 3)
+
+
+def is_static(raw: dict, meta: dict | None = None) -> bool:
+    """A static (image) sample: the old layout stores ``jpg`` and no ``mp4``; the new one an ``mp4`` of one frame
+    repeated, with ``"static": true`` in its json. Either way its first frame is the image."""
+    if "mp4" not in raw:
+        return True
+    if meta is None:
+        try:
+            meta = json.loads(raw.get("json") or b"{}")
+        except ValueError:
+            return False  # decode_sample reports the bad json
+    return meta.get("static") is True
 
 
 def _decode_image(data: bytes) -> np.ndarray:
@@ -123,12 +147,13 @@ def decode_sample(raw: dict, cfg: DataConfig, model: ModelConfig, rng: np.random
     """
     meta = json.loads(raw["json"])
     check_embedding(meta, model)
-    static = "mp4" not in raw
-    if static and "jpg" not in raw:
+    static = is_static(raw, meta)
+    if "mp4" not in raw and "jpg" not in raw:
         raise BadSample("missing_member", f"{meta.get('key')}: neither mp4 nor jpg")
     n = cfg.num_frames * cfg.frame_stride
-    if static:  # 16 identical frames, intensity 0 ("zero-intensity calibration")
-        frames = np.repeat(_decode_image(raw["jpg"])[None], n, axis=0)
+    if static:  # one image as n identical frames, intensity 0 ("zero-intensity calibration")
+        image = _decode_image(raw["jpg"]) if "jpg" in raw else _decode_mp4(raw["mp4"], max_frames=1)[0]
+        frames = np.repeat(image[None], n, axis=0)
     else:
         frames = _decode_mp4(raw["mp4"])
         if len(frames) < n:
@@ -195,48 +220,6 @@ def list_shards(shards: str) -> list[str]:
     return list(wds.shardlists.expand_urls(shards))
 
 
-def read_selection(path: str) -> dict[str, float]:
-    """Sample key -> sampling weight, from `hm select`'s output: a subset (.txt keys, or a `key` column of .parquet /
-    .csv; every weight 1) or, written with ``--weights``, per-sample weights (``key<TAB>weight`` lines, or a `weight`
-    column)."""
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise ConfigError(f"data.keys_file {path!r} does not exist; write one with `hm select BUILD --out FILE`")
-    if p.suffix in (".parquet", ".csv"):
-        if p.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(p)
-        else:
-            import pyarrow.csv as pacsv
-
-            table = pacsv.read_csv(p)
-        if "key" not in table.column_names:
-            raise ConfigError(f"data.keys_file {path!r} has no `key` column")
-        keys = [str(k) for k in table.column("key").to_pylist()]
-        weights = table.column("weight").to_pylist() if "weight" in table.column_names else [1.0] * len(keys)
-    else:
-        fields = [line.split("\t") for line in p.read_text().splitlines() if line.strip()]
-        keys = [f[0].strip() for f in fields]
-        try:
-            weights = [float(f[1]) if len(f) > 1 else 1.0 for f in fields]
-        except ValueError as e:
-            raise ConfigError(f"data.keys_file {path!r}: a weight is not a number ({e})") from None
-    if not keys:
-        raise ConfigError(f"data.keys_file {path!r} lists no keys")
-    selection = {k: float(w) for k, w in zip(keys, weights)}
-    if not all(np.isfinite(w) and w >= 0 for w in selection.values()) or not any(selection.values()):
-        raise ConfigError(f"data.keys_file {path!r}: weights must be finite, >= 0 and not all 0")
-    return selection
-
-
-def repeats(weight: float, rng: np.random.Generator) -> int:
-    """How often a sample of this weight is drawn in one pass: floor(w), plus one with probability frac(w); the
-    expected count is the weight, so a pass draws every `hm select --weights` bin equally often."""
-    whole = int(weight)
-    return whole + int(rng.random() < weight - whole)
-
-
 class SlotDataset:
     """Base of both datasets: deterministic slots, rank split, ordered decoding on a thread pool, batching."""
 
@@ -299,6 +282,7 @@ class ShardDataset(SlotDataset):
 
     def __init__(self, shards: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.bad.where = str(shards)
         self.urls = list_shards(shards)
         self.selection = read_selection(self.cfg.keys_file) if self.cfg.keys_file else None
         self.weighted = self.selection is not None and any(w != 1.0 for w in self.selection.values())
@@ -315,7 +299,7 @@ class ShardDataset(SlotDataset):
             pipeline = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=self.bad.handler))
             buffer, seen, heaviest = [], 0, 0.0
             for raw in pipeline:
-                if static is not None and ("mp4" not in raw) != static:
+                if static is not None and is_static(raw) != static:
                     continue
                 n = 1
                 if self.selection is not None:

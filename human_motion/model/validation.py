@@ -1,6 +1,6 @@
 """Validation at each checkpoint: the loss of one fixed batch with fixed noise (a curve free of the timestep lottery
-of the training loss), and a few sampled clips saved as GIFs. Sampling is the DDIM + classifier-free-guidance loop
-of ``MotionCharacterPipeline`` (``sampling.denoise``) on the fixed batch's conditions.
+of the training loss), and a few sampled clips saved as GIFs and sent to the run's trackers. Sampling is the DDIM +
+classifier-free-guidance loop of ``MotionCharacterPipeline`` (``sampling.denoise``) on the fixed batch's conditions.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from human_motion.model.components import Components, decode_latents, encode_text, encode_video
-from human_motion.model.conditioning import unconditional
+from human_motion.model.conditioning import encode_conditions, unconditional
 from human_motion.model.losses import region_aware_loss, region_weights
 from human_motion.model.noise import video_noise
+from human_motion.model.tracking import gif_bytes, log_videos
 
 
 def target_for(scheduler, latents, noise, timesteps) -> torch.Tensor:
@@ -67,9 +68,32 @@ def sample_clips(model, c: Components, cond: dict, num_frames: int, size: int, s
     return ((decode_latents(c.vae, latents).float() + 1) / 2).clamp(0, 1)  # (b, f, 3, H, W)
 
 
-def save_gif(frames: torch.Tensor, path: str | pathlib.Path, fps: float = 4.0) -> None:
-    """(f, 3, H, W) in [0, 1] -> an animated GIF (viewable anywhere, no video encoder needed)."""
-    from PIL import Image
+def save_gif(frames: np.ndarray, path: str | pathlib.Path, fps: float = 4.0) -> None:
+    """(f, H, W, 3) uint8 -> an animated GIF (viewable anywhere, no video encoder needed)."""
+    pathlib.Path(path).write_bytes(gif_bytes(frames, fps))
 
-    images = [Image.fromarray(f) for f in (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+def validate(accelerator, model, c: Components, fixed_batch: dict, cfg, out: pathlib.Path, step: int, log,
+             weight_dtype) -> None:
+    """At ``step``: the fixed batch's loss into the run log, and ``validation.num_samples`` clips into
+    ``out/samples`` and the trackers (main process only)."""
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    cond = encode_conditions(c, fixed_batch, cfg.model.num_action_tokens, accelerator.device, weight_dtype)
+    seed, rho = cfg.train.seed, cfg.model.noise_frame_correlation
+    record = {"step": step, "event": "validation"}
+    with accelerator.autocast():
+        if cfg.validation.fixed_batch_loss:
+            record["val_loss"] = fixed_batch_loss(unwrapped, c, fixed_batch, cond, cfg.loss.region_delta, seed, rho)
+        n = min(cfg.validation.num_samples, cfg.train.train_batch_size)
+        if n:
+            clips = sample_clips(unwrapped, c, {k: v[:n] for k, v in cond.items()}, cfg.data.num_frames,
+                                 cfg.data.resolution, cfg.validation.num_inference_steps,
+                                 cfg.validation.guidance_scale, seed, rho)
+            clips = (clips.permute(0, 1, 3, 4, 2).float().cpu().numpy() * 255).round().astype(np.uint8)
+            (out / "samples").mkdir(exist_ok=True)
+            for i, clip in enumerate(clips):  # (f, H, W, 3)
+                save_gif(clip, out / "samples" / f"step{step:06d}_{i}.gif")
+            log_videos(accelerator, clips, step)
+    log(record)

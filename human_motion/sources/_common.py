@@ -1,26 +1,35 @@
-"""What the corpus adapters share: untrusted-field checks, a media index of a root, metadata loading.
+"""What the corpus adapters share: untrusted-field checks, a guarded walk of a root, a media index, metadata loading.
 
 Every field of a metadata file is untrusted. Clip ids never become paths: media are found by looking a file *stem*
 up in an index built by walking the root, so an id such as ``../../etc/passwd`` can only fail to match (and is
 rejected first anyway, with reason ``bad_id``). Numbers must be finite; spans and boxes are checked here, the span
 against the video's length later in decode (``span_out_of_range``).
+
+Nothing outside a source's root is opened: the walk resolves every link with ``realpath`` (never opening it) and
+turns a link that leads out of the root into a rejection (``outside_root``) unless the source allows it
+(``allow_links_outside_root``); FIFOs, devices and dangling links become rejections without being opened.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from human_motion.config import ConfigError
 from human_motion.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from human_motion.types import ClipSpec
+from human_motion.untrusted import FileProblem, decode_utf8, file_problem, loads_json, nesting_problem, read_bytes
+
+log = logging.getLogger("human_motion")
 
 MAX_ID_LEN = 200
 MAX_METADATA_BYTES = 2 * 2**30  # a metadata file larger than this is not one of the known corpora
+MAX_ROW_DEPTH = 12  # a CelebV row nests 7 levels (row, attributes, emotion, labels, segments, segment, value)
 BOX_TOLERANCE = 0.01  # a normalised box may stick out of the frame by this much (rounding); it is then clipped
 
 
@@ -104,59 +113,179 @@ def need(row: dict, key: str, where: str = "") -> Any:
 
 
 def load_json(path: pathlib.Path, what: str) -> Any:
-    """A whole metadata file; a file that does not parse is a configuration problem (one clear line)."""
-    if not path.is_file():
-        raise ConfigError(f"{what}: {str(path)!r} does not exist; set the source's root (or its options.info)")
-    if path.stat().st_size > MAX_METADATA_BYTES:
-        raise ConfigError(f"{what}: {str(path)!r} is larger than {MAX_METADATA_BYTES >> 30} GiB; not a metadata file")
+    """A whole metadata file, read as untrusted (see human_motion.untrusted); a file that is missing, not a regular
+    file, not UTF-8 or not JSON is a configuration problem: one clear line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what}: {str(path)!r} is not valid JSON ({str(e).splitlines()[0][:120]}); "
-                          "download the file again") from None
+        return loads_json(decode_utf8(read_bytes(path, MAX_METADATA_BYTES)))
+    except FileProblem as e:
+        fix = {"missing_file": "set the source's root (or its options.info)",
+               "not_a_file": "point the source's options.info at the metadata file"}.get(e.reason,
+                                                                                       "download the file again")
+        raise ConfigError(f"{what}: {str(path)!r} {e.what}; {fix}") from None
+
+
+def check_nesting(row: Any) -> None:
+    """RowError("bad_row") for a row nested deeper than any corpus nests its rows (labels recurse over them)."""
+    problem = nesting_problem(row, MAX_ROW_DEPTH)
+    if problem:
+        raise RowError("bad_row", f"the row {problem}")
+
+
+class RootGuard:
+    """Where a source may read: below ``root``, links resolved (with realpath, which opens nothing)."""
+
+    def __init__(self, root: pathlib.Path, source: str, allow_outside: bool = False):
+        self.root = root
+        self.real = os.path.realpath(root)
+        self.source, self.allow_outside = source, allow_outside
+
+    def contains(self, real: str) -> bool:
+        return real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+
+    def problem(self, path: pathlib.Path, rel: str) -> RowError | None:
+        """Why ``path`` (a link, or a folder reached through one) may not be read: it resolves outside the root
+        (``outside_root``) or to nothing (``missing_file``); None if it may."""
+        real = os.path.realpath(path)
+        if not self.allow_outside and not self.contains(real):
+            return RowError("outside_root", f"{rel} is a link to {real!r}, outside the source root "
+                            f"{str(self.root)!r}; set sources.{self.source}.allow_links_outside_root: true to "
+                            "read links into other disks")
+        if not os.path.exists(path):
+            return RowError("missing_file", f"{rel} is a link to {real!r}, which does not exist")
+        return None
+
+
+@dataclass
+class Entry:
+    """One thing found by :func:`walk`: ``path`` as found (links not resolved), ``rel`` relative to the walked
+    folder; ``problem`` says why it must not be read (a link out of the root, a FIFO...)."""
+
+    path: pathlib.Path
+    rel: str
+    is_dir: bool = False
+    problem: RowError | None = None
+
+
+def walk(top: pathlib.Path, guard: RootGuard) -> Iterator[Entry]:
+    """Every file and folder under ``top`` in sorted order, hidden names skipped, without recursion (a deep tree
+    cannot exhaust the stack). Links are followed only when they resolve inside the guard's root (or it allows
+    links out); each real folder is walked once, so link loops end. A link out of the root, a dangling link, a
+    FIFO, socket or device is yielded with its problem, never opened."""
+    if top.is_symlink() or not guard.contains(os.path.realpath(top)):
+        problem = guard.problem(top, str(top))
+        if problem:
+            yield Entry(top, top.name, True, problem)
+            return
+    seen = {os.path.realpath(top)}
+    stack = [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                names = sorted((e.name, e.is_symlink()) for e in it if not e.name.startswith("."))
+        except OSError as e:
+            rel = prefix.rstrip("/") or "."
+            yield Entry(folder, rel, True, RowError("unreadable", f"{rel} cannot be listed ({e.strerror})"))
+            continue
+        subdirs = []
+        for name, is_link in names:
+            path, rel = folder / name, prefix + name
+            link_problem = guard.problem(path, rel) if is_link else None
+            if link_problem:
+                yield Entry(path, rel, False, link_problem)
+                continue
+            if os.path.isdir(path):  # stat, following a link already checked above
+                real = os.path.realpath(path)
+                if real not in seen:
+                    seen.add(real)
+                    subdirs.append((path, rel + "/"))
+                    yield Entry(path, rel, True)
+                continue
+            kind = file_problem(path)
+            yield Entry(path, rel, False, RowError(kind.reason, f"{rel} {kind.what}") if kind else None)
+        stack.extend(reversed(subdirs))
+
+
+def media_kind(name: str) -> str | None:
+    ext = os.path.splitext(name)[1].lower()
+    return "video" if ext in VIDEO_EXTENSIONS else "image" if ext in IMAGE_EXTENSIONS else None
+
+
+def folder_named_like_media(entry: Entry) -> RowError | None:
+    """A folder named like a video or an image (``x.mp4/``): not media, but a row should say so."""
+    kind = media_kind(entry.path.name) if entry.is_dir and entry.problem is None else None
+    return RowError("not_a_file", f"{entry.rel} is a directory named like {'an' if kind == 'image' else 'a'} "
+                    f"{kind}") if kind else None
 
 
 class MediaIndex:
-    """Media under a root by file stem: ``{stem: path}`` for videos, images and folders of frames.
+    """Media under roots by file stem: ``{stem: path}`` for videos, images and folders of frames, and
+    ``problems`` (stem -> RowError) for media-looking entries that must not be read (links out of the root, FIFOs,
+    folders named like videos, frame folders holding such a frame).
 
-    Built once per adapter by walking the root (hidden entries skipped, symlinked folders not followed). When two
-    files share a stem, the one met first in sorted walk order wins and the duplicate is counted.
+    Built once per adapter by walking each root with :func:`walk`. When two files share a stem, the one met first
+    in sorted walk order wins and the duplicate is counted.
     """
 
-    def __init__(self, roots: Iterable[pathlib.Path], frame_dirs: bool = False):
+    def __init__(self, roots: Iterable[pathlib.Path], frame_dirs: bool = False, source: str = "",
+                 allow_outside: bool = False):
         self.videos: dict[str, pathlib.Path] = {}
         self.images: dict[str, pathlib.Path] = {}
         self.frame_dirs: dict[str, pathlib.Path] = {}
+        self.problems: dict[str, RowError] = {}
+        self.blocked: list[str] = []  # links to folders that were not followed (outside the root)
         self.duplicates = 0
         for root in roots:
             if root.is_dir():
-                self._walk(root, frame_dirs)
+                self._walk(root, RootGuard(root, source, allow_outside), frame_dirs)
 
-    def _walk(self, root: pathlib.Path, frame_dirs: bool) -> None:
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            here = pathlib.Path(dirpath)
-            images_here = 0
-            for fname in sorted(filenames):
-                if fname.startswith("."):
-                    continue
-                stem, ext = os.path.splitext(fname)
-                ext = ext.lower()
-                if ext in VIDEO_EXTENSIONS:
-                    self._add(self.videos, stem, here / fname)
-                elif ext in IMAGE_EXTENSIONS:
-                    images_here += 1
-                    if not frame_dirs:
-                        self._add(self.images, stem, here / fname)
-            if frame_dirs and images_here and here != root:
-                self._add(self.frame_dirs, here.name, here)
+    def _walk(self, root: pathlib.Path, guard: RootGuard, frame_dirs: bool) -> None:
+        frames_in: dict[pathlib.Path, RowError | None] = {}  # folder -> the problem of its first bad frame
+        for e in walk(root, guard):
+            stem, kind = os.path.splitext(e.path.name)[0], media_kind(e.path.name)
+            if e.problem is not None:
+                if kind:
+                    self.problems.setdefault(stem, e.problem)
+                else:  # a folder link (or any link) without a media name: it may hold the media
+                    self.problems.setdefault(e.path.name, e.problem)
+                    if e.problem.reason == "outside_root":
+                        self.blocked.append(e.rel)
+                if frame_dirs and kind == "image" and e.path.parent != root:
+                    frames_in[e.path.parent] = frames_in.get(e.path.parent) or e.problem
+            elif e.is_dir:
+                if kind:
+                    self.problems.setdefault(stem, folder_named_like_media(e))
+            elif kind == "video":
+                self._add(self.videos, stem, e.path)
+            elif kind == "image" and frame_dirs:
+                if e.path.parent != root:
+                    frames_in.setdefault(e.path.parent, None)
+            elif kind == "image":
+                self._add(self.images, stem, e.path)
+        for folder, problem in frames_in.items():
+            if problem is None:
+                self._add(self.frame_dirs, folder.name, folder)
+            else:
+                self.problems.setdefault(folder.name, problem)
 
     def _add(self, table: dict, stem: str, path: pathlib.Path) -> None:
         if stem in table:
             self.duplicates += 1
         else:
             table[stem] = path
+
+    def missing(self, stems: Iterable[str], wanted: str, where: Any) -> RowError:
+        """The rejection for media not found under any of ``stems``: the problem of a matching entry if there is
+        one (a link out of the root, a FIFO...), else ``missing_file``, naming links to folders not followed."""
+        for stem in stems:
+            if stem in self.problems:
+                p = self.problems[stem]
+                return RowError(p.reason, p.detail)
+        detail = f"no {wanted} under {where}"
+        if self.blocked:
+            detail += (f" (links to folders outside the root were not followed: {', '.join(self.blocked[:3])}; "
+                       "allow_links_outside_root: true follows them)")
+        return RowError("missing_file", detail)
 
 
 def first_existing(root: pathlib.Path, names: Iterable[str]) -> pathlib.Path | None:
@@ -182,6 +311,6 @@ def probe_size(path: pathlib.Path) -> tuple[int, int] | None:
     try:
         with open_video(str(path)) as container:
             info = probe_video(container)
-        return info.width, info.height
+        return info.display_size  # the boxes are measured on the frames as shown
     except MediaError:
         return None

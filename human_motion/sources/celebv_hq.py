@@ -23,6 +23,7 @@ Every row is checked before use (id, ytb_id, span, box, attribute vectors); a ro
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -31,9 +32,11 @@ from human_motion.config import ConfigError
 from human_motion.sources.config import SourceConfig
 from human_motion.sources import celebv_labels
 from human_motion.sources._common import (
-    MediaIndex, RowError, box_tblr, check_id, check_span_s, load_json, need, norm_box, number, option_path, rejected,
+    MediaIndex, RootGuard, RowError, box_tblr, check_id, check_nesting, check_span_s, load_json, need, norm_box, number,
+    option_path, rejected,
 )
 from human_motion.types import ClipSpec
+from human_motion.untrusted import has_control_chars
 
 log = logging.getLogger("human_motion")
 
@@ -55,21 +58,27 @@ class CelebVHQSource:
         if self.layout not in LAYOUTS:
             raise ConfigError(f"sources.{name}.options.layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         self.work_dir = pathlib.Path(work_dir)
+        self.allow_outside = cfg.allow_links_outside_root
+        self.guard = RootGuard(self.root, name, self.allow_outside)
 
     # --- metadata -------------------------------------------------------------------------------------------------
     def info_path(self) -> pathlib.Path:
+        """The metadata file. One found by default must lie in the root (a link out of it is refused unless
+        allowed); one named in options.info is read wherever it is. Whether it is a readable file is load_json's
+        to say (a FIFO, a dangling link), without opening it."""
         if "info" in self.options:
             return option_path(self.root, self.options["info"], f"sources.{self.name}.options.info")
-        if self.root.is_file():
+        if not self.root.is_dir():
             return self.root
-        for n in self.info_names:
-            if (self.root / n).is_file():
-                return self.root / n
-        found = sorted(p for n in self.info_names for p in self.root.glob(f"*/{n}"))
-        if found:
-            return found[0]
-        raise ConfigError(f"source {self.name!r}: no {' or '.join(self.info_names)} in {str(self.root)!r}; "
-                          f"put it in the root or set sources.{self.name}.options.info")
+        found = [self.root / n for n in self.info_names if os.path.lexists(self.root / n)]
+        found = found or sorted(p for n in self.info_names for p in self.root.glob(f"*/{n}"))
+        if not found:
+            raise ConfigError(f"source {self.name!r}: no {' or '.join(self.info_names)} in {str(self.root)!r}; "
+                              f"put it in the root or set sources.{self.name}.options.info")
+        problem = self.guard.problem(found[0], repr(str(found[0])))
+        if problem and problem.reason == "outside_root":
+            raise ConfigError(f"source {self.name!r}: {problem.detail}, or name the file in options.info")
+        return found[0]
 
     def clip_rows(self, data: Any, path: pathlib.Path) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("clips"), dict):
@@ -84,7 +93,8 @@ class CelebVHQSource:
         for key, default in (("appearance", celebv_labels.APPEARANCE), ("action", celebv_labels.ACTION),
                              ("emotion", celebv_labels.EMOTION)):
             names = meta.get(f"{key}_mapping")
-            ok = isinstance(names, list) and len(names) == len(default) and all(isinstance(n, str) for n in names)
+            ok = isinstance(names, list) and len(names) == len(default) and all(
+                isinstance(n, str) and len(n) <= 40 and not has_control_chars(n) for n in names)
             out[key] = [n.strip().lower() for n in names] if ok else default
         return out
 
@@ -93,8 +103,9 @@ class CelebVHQSource:
         def roots(key: str) -> list[pathlib.Path]:
             return [option_path(self.root, self.options[key], f"sources.{self.name}.options.{key}")] \
                 if key in self.options else [self.root]
-        clips = MediaIndex(roots("clips_dir"))
-        raw = clips if roots("raw_dir") == roots("clips_dir") else MediaIndex(roots("raw_dir"))
+        clips = MediaIndex(roots("clips_dir"), source=self.name, allow_outside=self.allow_outside)
+        raw = clips if roots("raw_dir") == roots("clips_dir") else MediaIndex(
+            roots("raw_dir"), source=self.name, allow_outside=self.allow_outside)
         if clips.duplicates or raw.duplicates:
             log.warning("source %s: %d media files share a name with another; the first in sorted order is used",
                         self.name, clips.duplicates + (raw.duplicates if raw is not clips else 0))
@@ -135,6 +146,7 @@ class CelebVHQSource:
         clip_id = check_id(clip_id)
         if not isinstance(row, dict):
             raise RowError("bad_row", f"row is a {type(row).__name__}, not a mapping")
+        check_nesting(row)
         ytb_id = check_id(need(row, "ytb_id"))
         start, end, frames = self.span(need(row, "duration"))
         raw_path = raw.videos.get(ytb_id) if self.layout in ("auto", "raw") else None
@@ -149,4 +161,9 @@ class CelebVHQSource:
             return ClipSpec(self.name, clip_id, str(raw_path), start_s=start, end_s=end, span_frames=frames,
                             bbox=bbox, labels=labels)
         wanted = {"auto": f"{clip_id}.mp4 or {ytb_id}.mp4", "clips": f"{clip_id}.mp4", "raw": f"{ytb_id}.mp4"}
-        raise RowError("missing_file", f"no {wanted[self.layout]} under {self.root}")
+        looked = [(index, stem) for index, stem, layout in ((clips, clip_id, "clips"), (raw, ytb_id, "raw"))
+                  if self.layout in ("auto", layout)]
+        for index, stem in looked:  # a file by that name that must not be read (a link out of the root...)
+            if stem in index.problems:
+                raise index.missing([stem], wanted[self.layout], self.root)
+        raise looked[-1][0].missing([], wanted[self.layout], self.root)

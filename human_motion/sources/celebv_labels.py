@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from human_motion.sources._common import RowError, number
+from human_motion.untrusted import has_control_chars
 
 APPEARANCE = [
     "blurry", "male", "young", "chubby", "pale_skin", "rosy_cheeks", "oval_face", "receding_hairline", "bald",
@@ -120,7 +121,7 @@ def dominant_emotion(raw: Any, names: list[str]) -> tuple[str | None, list[dict]
 
 def _emotion_name(text: str, names: list[str]) -> str:
     name = text.strip().lower()
-    if not name or len(name) > 40:
+    if not name or len(name) > 40 or has_control_chars(name):
         raise RowError("bad_labels", f"emotion {text[:40]!r} is not a label")
     return name
 

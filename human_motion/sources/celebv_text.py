@@ -26,11 +26,12 @@ import re
 from typing import Any
 
 from human_motion.config import ConfigError
-from human_motion.sources.celebv_hq import CelebVHQSource
+from human_motion.sources.celebv_hq import CelebVHQSource, log
 from human_motion.sources.celebv_labels import ACTION_PHRASES, ACTION_PRIORITY, MAX_ACTIONS_IN_PHRASE
 from human_motion.sources._common import (
-    RowError, box_tblr, check_span_s, first_existing, need, norm_box, number, option_path, probe_size,
+    RootGuard, RowError, box_tblr, check_span_s, first_existing, need, norm_box, number, option_path, probe_size, walk,
 )
+from human_motion.untrusted import FileProblem, read_bytes, strip_control_chars
 
 TEXT_DIR_NAMES = ("texts", "celebvtext_texts", "descriptions", "text")
 MAX_TEXT_BYTES = 64 * 1024
@@ -88,7 +89,7 @@ class CelebVTextSource(CelebVHQSource):
         self.frame_keys = self.options.get("frame_keys", "auto")
         if self.frame_keys not in ("auto", "frames", "seconds"):
             raise ConfigError(f"sources.{name}.options.frame_keys must be auto, frames or seconds")
-        self.texts: dict[str, dict[str, pathlib.Path]] = {}
+        self.texts: dict[str, dict[str, pathlib.Path | RowError]] = {}
         self._sizes: dict[pathlib.Path, tuple[int, int] | None] = {}
 
     def clip_rows(self, data: Any, path: pathlib.Path) -> dict[str, Any]:
@@ -110,27 +111,31 @@ class CelebVTextSource(CelebVHQSource):
         return {}
 
     def prepare(self, rows: dict[str, Any]) -> None:
-        """Index the text files: clip id -> {attribute: path}."""
-        if "texts_dir" in self.options:
+        """Index the text files: clip id -> {attribute: path, or the RowError of a text that must not be read}."""
+        guard = self.guard
+        if "texts_dir" in self.options:  # named by the user: read wherever it is
             tdir: pathlib.Path | None = option_path(self.root, self.options["texts_dir"],
                                                     f"sources.{self.name}.options.texts_dir")
+            guard = RootGuard(tdir, self.name, self.allow_outside)
         else:
             tdir = first_existing(self.root, TEXT_DIR_NAMES) if self.root.is_dir() else None
         if tdir is None or not tdir.is_dir():
             return
         ids = {k for k in rows if isinstance(k, str)}
-        for dirpath, dirnames, filenames in os.walk(tdir, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            here = pathlib.Path(dirpath)
-            for fname in sorted(filenames):
-                stem, ext = os.path.splitext(fname)
-                if ext.lower() != ".txt" or fname.startswith("."):
-                    continue
-                if stem in ids:  # {attribute}/{clip_id}.txt or {clip_id}.txt
-                    attr = here.name if here != tdir else "text"
-                    self.texts.setdefault(stem, {}).setdefault(attr, here / fname)
-                elif here.name in ids and here != tdir:  # {clip_id}/{attribute}.txt
-                    self.texts.setdefault(here.name, {}).setdefault(stem, here / fname)
+        for entry in walk(tdir, guard):
+            if entry.path == tdir:  # the texts folder itself links out of the root
+                log.warning("source %s: texts not read: %s", self.name, entry.problem.detail)
+                return
+            here = entry.path.parent
+            stem, ext = os.path.splitext(entry.path.name)
+            if entry.is_dir or ext.lower() != ".txt":
+                continue
+            found = entry.problem or entry.path
+            if stem in ids:  # {attribute}/{clip_id}.txt or {clip_id}.txt
+                attr = here.name if here != tdir else "text"
+                self.texts.setdefault(stem, {}).setdefault(attr, found)
+            elif here.name in ids and here != tdir:  # {clip_id}/{attribute}.txt
+                self.texts.setdefault(here.name, {}).setdefault(stem, found)
 
     def span(self, duration: Any) -> tuple[float | None, float | None, tuple[int, int] | None]:
         if not isinstance(duration, dict):
@@ -172,12 +177,15 @@ class CelebVTextSource(CelebVHQSource):
     def labels(self, clip_id: str, row: dict, mappings: dict[str, list[str]]) -> dict[str, Any]:
         texts: dict[str, list[str]] = {}
         for attr, path in sorted(self.texts.get(clip_id, {}).items()):
+            if isinstance(path, RowError):  # a link out of the root, a FIFO...: never opened
+                raise RowError(path.reason, f"text file {path.detail}")
             try:
-                with open(path, "rb") as f:
-                    raw = f.read(MAX_TEXT_BYTES)
-            except OSError as e:
-                raise RowError("unreadable_text", f"{path.name}: {e}") from None
-            lines = [ln.strip() for ln in raw.decode("utf-8", "replace").splitlines() if ln.strip()]
+                raw = read_bytes(path, MAX_TEXT_BYTES, truncate=True)
+            except FileProblem as e:
+                raise RowError("unreadable_text", f"{path.name} {e.what}") from None
+            # Free text from the corpus: undecodable bytes become U+FFFD, control characters (NUL...) spaces.
+            lines = [strip_control_chars(ln).strip() for ln in raw.decode("utf-8", "replace").splitlines()]
+            lines = [ln for ln in lines if ln]
             if lines:
                 texts[attr] = lines
         if not texts:

@@ -15,6 +15,9 @@ class SourceConfig:
     root: str | None = None
     limit: int | None = None  # at most this many clips (after sorting, so repeatable)
     sample_fraction: float = 1.0  # keep this fraction of clips, chosen by a hash of the clip id (repeatable)
+    # Links under the root that resolve outside it are rejected (outside_root) unless this is true: for corpora
+    # whose files or folders are links into another disk.
+    allow_links_outside_root: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

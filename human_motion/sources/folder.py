@@ -1,16 +1,17 @@
 """``folder``: any directory tree of videos and images (private sets, ready-cut clips).
 
 Every video file is a clip (the whole file); every image is a static sample (intensity 0). The clip id is the path
-relative to the root, so unicode and spaces are kept as they are; files of other types are recorded as rejections.
+relative to the root, so unicode and spaces are kept as they are; files of other types, folders named like media
+(``x.mp4/``), links out of the root, dangling links and FIFOs are recorded as rejections (see ``_common.walk``).
 """
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Iterator
 
 from human_motion.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from human_motion.sources._common import RootGuard, folder_named_like_media, rejected, walk
 from human_motion.sources.config import SourceConfig
 from human_motion.types import ClipSpec
 
@@ -24,18 +25,18 @@ class FolderSource:
         self.name = name
         self.root = pathlib.Path(cfg.root or ".").expanduser()
         self.include_images = bool(cfg.options.get("images", True))
+        self.guard = RootGuard(self.root, name, cfg.allow_links_outside_root)
 
     def specs(self) -> Iterator[ClipSpec]:
-        if self.root.is_file():  # a single file is a folder of one
+        if not self.root.is_dir():  # a single file is a folder of one
             yield from self._spec(self.root, self.root.name)
             return
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fname in sorted(filenames):
-                if fname.startswith(".") or fname.lower() in IGNORED_FILES:
-                    continue
-                path = pathlib.Path(dirpath) / fname
-                yield from self._spec(path, path.relative_to(self.root).as_posix())
+        for entry in walk(self.root, self.guard):
+            problem = entry.problem or folder_named_like_media(entry)
+            if problem:
+                yield rejected(self.name, entry.rel, problem.reason, problem.detail)
+            elif not entry.is_dir and entry.path.name.lower() not in IGNORED_FILES:
+                yield from self._spec(entry.path, entry.rel)
 
     def _spec(self, path: pathlib.Path, rel: str) -> Iterator[ClipSpec]:
         ext = path.suffix.lower()

@@ -46,8 +46,11 @@ import numpy as np
 from human_motion.config import ConfigError
 from human_motion.sources.config import SourceConfig
 from human_motion.schema import safe_name
-from human_motion.sources._common import MediaIndex, RowError, check_id, norm_box, number, option_path, rejected
+from human_motion.sources._common import (
+    Entry, MediaIndex, RootGuard, RowError, check_id, norm_box, number, option_path, rejected, walk,
+)
 from human_motion.types import ClipSpec
+from human_motion.untrusted import FileProblem, read_bytes
 
 CLIP_NAME = re.compile(r"^Clip\+(?P<ytid>[^+/\\]+)\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
 MAX_META_BYTES = 8 * 2**20
@@ -96,7 +99,8 @@ def parse_meta(text: str) -> dict:
 def frames_to_mp4(folder: pathlib.Path, target: pathlib.Path, fps: float) -> None:
     """Encode a folder of frames (sorted by name) into an H.264 MP4, one frame at a time."""
     import av
-    import cv2
+
+    from human_motion.media import MediaError, read_image
 
     names = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
     if not names:
@@ -107,16 +111,17 @@ def frames_to_mp4(folder: pathlib.Path, target: pathlib.Path, fps: float) -> Non
         with av.open(str(tmp), mode="w", format="mp4") as out:
             stream = None
             for p in names:
-                img = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise RowError("bad_frame", f"{folder.name}/{p.name} is not an image")
+                try:  # checks the size from the header first: a frame cannot be a decompression bomb
+                    rgb = read_image(str(p), MAX_SIDE_PX)
+                except MediaError as e:
+                    raise RowError("bad_frame", f"{folder.name}/{p.name}: {e}") from None
                 if stream is None:
-                    h, w = img.shape[:2]
+                    h, w = rgb.shape[:2]
                     stream = out.add_stream("libx264", rate=round(fps * 1000) / 1000 if fps % 1 else int(fps))
                     stream.width, stream.height = w - w % 2, h - h % 2
                     stream.pix_fmt = "yuv420p"
                     stream.options = {"crf": "18"}
-                rgb = cv2.cvtColor(img[: stream.height, : stream.width], cv2.COLOR_BGR2RGB)
+                rgb = np.ascontiguousarray(rgb[: stream.height, : stream.width])
                 if rgb.shape[:2] != (stream.height, stream.width):
                     raise RowError("bad_frame", f"{folder.name}/{p.name} has another size than the first frame")
                 for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
@@ -169,35 +174,38 @@ class VFHQSource:
         if self.frames_mode not in ("concat", "convert", "skip"):
             raise ConfigError(f"sources.{name}.options.frames must be concat, convert or skip")
         self.cache = pathlib.Path(work_dir) / "_vfhq_media"
+        self.allow_outside = cfg.allow_links_outside_root
+        self.meta_guard = RootGuard(self.meta_dir, name, self.allow_outside)
 
-    def meta_files(self) -> list[pathlib.Path]:
+    def meta_files(self) -> list[Entry]:
+        """The ``Clip+*.txt`` entries under the meta folder, with the problem of those that must not be read."""
         if not self.meta_dir.is_dir():
             raise ConfigError(f"source {self.name!r}: meta folder {str(self.meta_dir)!r} does not exist")
-        out = []
-        for dirpath, dirnames, filenames in os.walk(self.meta_dir, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            out += [pathlib.Path(dirpath) / f for f in sorted(filenames)
-                    if f.startswith("Clip+") and f.endswith(".txt")]
+        out = [e for e in walk(self.meta_dir, self.meta_guard)
+               if not e.is_dir and e.path.name.startswith("Clip+") and e.path.name.endswith(".txt")]
         if not out:
             raise ConfigError(f"source {self.name!r}: no Clip+*.txt meta files under {str(self.meta_dir)!r}")
         return out
 
     def specs(self) -> Iterator[ClipSpec]:
         metas = self.meta_files()
-        media = MediaIndex([self.media_dir], frame_dirs=False)
-        folders = MediaIndex([self.media_dir], frame_dirs=True).frame_dirs if self.frames_mode != "skip" else {}
+        media = MediaIndex([self.media_dir], source=self.name, allow_outside=self.allow_outside)
+        folders = MediaIndex([self.media_dir], frame_dirs=True, source=self.name, allow_outside=self.allow_outside) \
+            if self.frames_mode != "skip" else None
         seen: set[str] = set()
-        for path in metas:
-            clip_name = path.stem
+        for entry in metas:
+            clip_name = entry.path.stem
             try:
+                if entry.problem:  # a link out of the root, a dangling link, a FIFO: never opened
+                    raise entry.problem
                 if clip_name in seen:  # the same clip's meta file in two folders: its samples would collide
-                    raise RowError("duplicate_id", f"another {path.name} was read first")
+                    raise RowError("duplicate_id", f"another {entry.path.name} was read first")
                 seen.add(clip_name)
-                yield self.spec(path, clip_name, media, folders)
+                yield self.spec(entry.path, clip_name, media, folders)
             except RowError as e:
                 yield rejected(self.name, clip_name, e.reason, e.detail)
 
-    def spec(self, path: pathlib.Path, clip_name: str, media: MediaIndex, folders: dict) -> ClipSpec:
+    def spec(self, path: pathlib.Path, clip_name: str, media: MediaIndex, folders: MediaIndex | None) -> ClipSpec:
         check_id(clip_name)
         m = CLIP_NAME.match(clip_name)
         if not m:
@@ -206,9 +214,11 @@ class VFHQSource:
         first, stop = (start + 1, end) if self.trim else (start, end)
         if stop <= first:
             raise RowError("bad_span", f"frames F{start}-{end} hold no frame")
-        if path.stat().st_size > MAX_META_BYTES:
-            raise RowError("bad_metadata", "meta file larger than 8 MiB")
-        meta = parse_meta(path.read_text(encoding="utf-8", errors="replace"))
+        try:
+            data = read_bytes(path, MAX_META_BYTES)
+        except FileProblem as e:
+            raise RowError("bad_metadata" if e.reason == "too_large" else e.reason, f"{path.name} {e.what}") from None
+        meta = parse_meta(data.decode("utf-8", errors="replace"))
         if meta["video_id"] != m["ytid"]:
             raise RowError("bad_metadata", f"Video ID {meta['video_id'][:40]!r} differs from the name's {m['ytid']!r}")
         w, h = meta["w"], meta["h"]
@@ -218,14 +228,15 @@ class VFHQSource:
         face = meta["frames"][in_span[0]][:4] if in_span else None
         labels = {"ytid": m["ytid"], "pid": int(m["pid"]), "clip": int(m["clip"]), "frames": [first, stop],
                   "source_size": [int(w), int(h)], "crop_bbox": [cx0, cy0, cx1, cy1]}
-        if clip_name in folders:
+        frame_dirs = folders.frame_dirs if folders is not None else {}
+        if clip_name in frame_dirs:
             if self.frames_mode == "concat":
                 target = self.cache / f"{safe_name(clip_name, 120)}.ffconcat"
-                frames_to_concat(folders[clip_name], target, meta["fps"])
+                frames_to_concat(frame_dirs[clip_name], target, meta["fps"])
             else:
                 target = self.cache / f"{safe_name(clip_name, 120)}.mp4"
                 if not target.exists():
-                    frames_to_mp4(folders[clip_name], target, meta["fps"])
+                    frames_to_mp4(frame_dirs[clip_name], target, meta["fps"])
             return self._cut(clip_name, target, face, meta, dict(labels, layout="frames"))
         short = clip_name.rsplit("+F", 1)[0]  # third-party croppers name clips Clip+{ytid}+P{pid}+C{clip}.mp4
         video = media.videos.get(clip_name) or media.videos.get(short)
@@ -239,7 +250,10 @@ class VFHQSource:
             fps = meta["fps"]
             return ClipSpec(self.name, clip_name, str(media.videos[ytid]), start_s=first / fps, end_s=stop / fps,
                             bbox=bbox, labels=dict(labels, layout="raw"))
-        raise RowError("missing_file", f"no {clip_name}/ frames, {clip_name}.mp4 or {ytid}.mp4 under {self.media_dir}")
+        if folders is not None and clip_name in folders.problems:  # e.g. a frame folder linking out of the root
+            raise folders.missing([clip_name], "", self.media_dir)
+        raise media.missing([clip_name, short, ytid], f"{clip_name}/ frames, {clip_name}.mp4 or {ytid}.mp4",
+                            self.media_dir)
 
     def _cut(self, clip_name: str, path: pathlib.Path, face, meta: dict, labels: dict) -> ClipSpec:
         """A clip already cut and cropped to CROP_BBOX: the face box relative to the crop is the hint."""

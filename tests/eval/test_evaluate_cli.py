@@ -77,11 +77,13 @@ class FakePipeline:
         self.image = image
 
     def __call__(self, reference_image, prompt, action, intensity, num_frames, height, width, num_inference_steps,
-                 guidance_scale, generator):
+                 guidance_scale, generator, output_type=None):
         assert reference_image.dtype == np.uint8 and reference_image.ndim == 3
         FakePipeline.calls.append((prompt, action, intensity, int(generator.initial_seed())))
         frames = pan_video(self.image, intensity, num_frames)
         frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+        if output_type == "np":  # AnimateDiffPipeline's convention: a batch of videos, floats in [0, 1]
+            return types.SimpleNamespace(frames=frames[None] / 255.0)
         return types.SimpleNamespace(frames=frames)
 
 
@@ -140,7 +142,7 @@ def test_injected_interpolator_is_aggregated(eval_set, tmp_path):
     from human_motion.config import load_config
     from human_motion.eval.config import EvalConfig
     from human_motion.eval.inputs import read_eval_set
-    from human_motion.model.evaluate import Scorers, evaluate
+    from human_motion.eval.evaluate import Scorers, evaluate
 
     items, _ = read_eval_set(eval_set / "prompts.jsonl", eval_set / "videos", eval_set / "refs")
     still = [i for i in items if i.video == "still.mp4"]
@@ -169,3 +171,10 @@ def test_weights_without_their_code_is_a_one_line_error(eval_set, tmp_path, caps
     assert rc == 2 and "VQAssessment/DOVER" in capsys.readouterr().err
     rc = main(args + ["--set", "metrics=[dover]", "--set", "dover.weights=d.pth"])
     assert rc == 2 and "go together" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(eval) (default: eval)" in out and "(default: results)" in out and "(default: 0,5,10,20)" in out

@@ -1,7 +1,8 @@
 """Write small, valid shards following ``human_motion/schema.py`` (what ``hm build`` writes), for the model tests.
 
 Videos are a coloured disc ("face") on a gradient that moves a few pixels per frame, so clips differ and flow maps
-are non-zero where the disc moves; static samples store ``jpg`` with zero flow, as the sink does.
+are non-zero where the disc moves. Static samples have zero flow and come in both layouts the loader reads: ``jpg``
+(the sink's first layout) or ``mp4`` of the image repeated ``num_frames`` times with ``"static": true`` (issue 17).
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ def encode_jpg(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def sample(index: int, static: bool, size: int = 64, num_frames: int = 16, kind: str = "dlib", dim: int = 128):
-    """One sample as a dict of tar members (schema.VIDEO_MEMBERS or STATIC_MEMBERS)."""
+def sample(index: int, static: bool, size: int = 64, num_frames: int = 16, kind: str = "dlib", dim: int = 128,
+           static_layout: str = "jpg"):
+    """One sample as a dict of tar members (schema.VIDEO_MEMBERS or STATIC_MEMBERS; ``static_layout`` "mp4": a
+    static sample as a video of its image repeated)."""
     source = "aahq" if static else "demo"
     key = safe_key(source, f"clip{index:03d}", 0)
     frames, boxes = make_frames(index, num_frames, size, static)
@@ -86,15 +89,20 @@ def sample(index: int, static: bool, size: int = 64, num_frames: int = 16, kind:
     buf = io.BytesIO()
     np.save(buf, flow)
     members["flow.npy"] = buf.getvalue()
-    if static:
+    if static and static_layout == "jpg":
         members["jpg"] = encode_jpg(frames[0])
+    elif static:
+        members["mp4"] = encode_mp4(np.repeat(frames[:1], num_frames, axis=0), 4.0)
+        meta["num_frames"] = num_frames
+        members["json"] = json.dumps(meta).encode()
     else:
         members["mp4"] = encode_mp4(frames, 4.0)
     return members, meta
 
 
 def write_shards(out: str | pathlib.Path, num_video: int = 4, num_static: int = 2, per_shard: int = 3,
-                 size: int = 64, kind: str = "dlib", dim: int = 128, corrupt: int = 0) -> pathlib.Path:
+                 size: int = 64, kind: str = "dlib", dim: int = 128, corrupt: int = 0,
+                 static_layout: str = "jpg") -> pathlib.Path:
     """Write ``{out}/000000.tar ...`` and ``index.parquet``; ``corrupt`` extra samples carry an undecodable mp4."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +114,7 @@ def write_shards(out: str | pathlib.Path, num_video: int = 4, num_static: int = 
                 writer.close()
             shard = f"{n // per_shard:06d}.tar"
             writer = wds.TarWriter(str(out / shard))
-        members, meta = sample(index, static, size, kind=kind, dim=dim)
+        members, meta = sample(index, static, size, kind=kind, dim=dim, static_layout=static_layout)
         if index >= 100:
             members["mp4"] = b"not a video"
         writer.write(members)

@@ -29,7 +29,16 @@ def take(ds, n, batch_size=2, start=0):
     return [next(it) for _ in range(n)]
 
 
-def test_sample_fields_and_static_samples(shards):
+@pytest.fixture(scope="module")
+def mp4_static_shards(tmp_path_factory):
+    """The layout the build moves to: static samples as an mp4 of the image repeated, ``"static": true``."""
+    return write_shards(tmp_path_factory.mktemp("shards_mp4"), num_video=4, num_static=2, corrupt=1,
+                        static_layout="mp4")
+
+
+@pytest.mark.parametrize("layout", ["jpg", "mp4"])
+def test_sample_fields_and_static_samples(layout, request):
+    shards = request.getfixturevalue({"jpg": "shards", "mp4": "mp4_static_shards"}[layout])
     ds = get_dataset(data_cfg(flip_prob=0.0), tiny_model_config(), str(shards), seed=0)
     samples = [s for _, s in zip(range(7), (s for _, s in ds.samples()))]
     good = [s for s in samples if s is not None]
@@ -97,10 +106,13 @@ def test_synthetic_dataset():
     assert batch["pixel_values"].shape == (3, 4, 3, 32, 32) and slot == 3
 
 
-def test_static_ratio_extremes(shards):
+@pytest.mark.parametrize("layout", ["jpg", "mp4"])
+def test_static_ratio_extremes(layout, request):
+    shards = request.getfixturevalue({"jpg": "shards", "mp4": "mp4_static_shards"}[layout])
     only_static = take(get_dataset(data_cfg(static_ratio=1.0), tiny_model_config(), str(shards), seed=0), 2)
     only_video = take(get_dataset(data_cfg(static_ratio=0.0), tiny_model_config(), str(shards), seed=0), 2)
     assert all(b["static"].all() for b, _ in only_static)
+    assert all((b["intensity"] == 0).all() and b["flow"].abs().sum() == 0 for b, _ in only_static)
     assert not any(b["static"].any() for b, _ in only_video)
 
 

@@ -182,3 +182,95 @@ def test_two_process_data_parallel_resumes_exactly(tmp_path):
     assert all((a[k] == b[k]).all() for k in a)
     losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
     assert {k: v for k, v in losses[0].items() if k > 2} == losses[1]
+
+
+def snapshot(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+SYNTHETIC = ["--config", "train_tiny", *QUIET, "--set", "data.dataset_type=synthetic",
+             "--set", "validation.fixed_batch_loss=false", "--set", "train.log_with=none"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A 2-step synthetic run with its checkpoint-2, made once; tests copy it before changing anything."""
+    from accelerate.state import AcceleratorState
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=2"]) == 0
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return out
+
+
+def test_a_run_is_never_overwritten_by_accident(finished_run, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
+    assert snapshot(out) == before  # byte for byte
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert snapshot(out) == before
+
+    # --resume (no value: the last checkpoint) continues at step 3.
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=3", "--resume"]) == 0
+    assert [r["step"] for r in read_log(out) if "loss" in r] == [1, 2, 3]
+    # --overwrite starts again and removes only what a run writes.
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=1", "--overwrite"]) == 0
+    assert [r["step"] for r in read_log(out) if "loss" in r] == [1]
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"checkpoint-1"}
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("UNPICKLED",))
+
+
+@pytest.mark.parametrize("damage", ["pickled_optimizer", "truncated_adapter"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(finished_run, tmp_path, capsys, damage):
+    import pickle
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    checkpoint = out / "checkpoints" / "checkpoint-2"
+    if damage == "pickled_optimizer":  # code where tensors belong: must never run
+        (checkpoint / "optimizer.bin").write_bytes(pickle.dumps(Evil()))
+    else:
+        path = checkpoint / "adapter" / "diffusion_pytorch_model.safetensors"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rc = main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=3", "--resume"])
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.startswith("hm train: error")]
+    assert rc == 2 and len(err) == 1 and str(checkpoint) in err[0] and "--overwrite" in err[0]
+    assert "UNPICKLED" not in captured.out + captured.err
+
+
+def test_shards_of_bad_samples_stop_in_one_line(tmp_path, capsys):
+    shards = write_shards(tmp_path / "shards", num_video=0, num_static=0, corrupt=3)
+    rc = main(["train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("hm train: error: ") and str(shards) in err[-1]
+    assert "were bad (decode_failed" in err[-1] and "hm verify" in err[-1]
+    # Nothing was trained: the same command runs again (here: fails again the same way) without --overwrite.
+    assert main(["train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(tmp_path / "run")]) == 2
+    assert "already holds" not in capsys.readouterr().err
+
+
+def test_help_lists_every_packaged_config_and_the_defaults(capsys):
+    import pathlib
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    configs = pathlib.Path(train_module.__file__).parents[1] / "configs"
+    names = sorted(p.stem for p in configs.glob("train*.yaml"))
+    assert e.value.code == 0 and "train_intensity" in names
+    assert f"({', '.join(names)}) (default: train)" in out
+    assert "--resume [CHECKPOINT]" in out and "--overwrite" in out and "(default: None)" not in out
