@@ -46,18 +46,20 @@ SAMPLE_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "crop": (dict, "source_box [x0, y0, x1, y1] in source pixels, source_size [w, h]"),
     "description": (str, "overall description P"),
     "action": (str, "action phrase A"),
-    "caption": (dict, "backend, candidates (landmark phrase, source labels phrase), features"),
+    "caption": (dict, "backend, candidates {landmarks, source, model} (phrases; \"\" when none), features (JSON "
+                      "text: the landmark captioner's numbers), attempts and raw answer of a model captioner"),
     "intensity": (float, "motion intensity M (Eq. 7), pixels per step at size_px and fps"),
     "intensity_per_step": (list, "f_i,fg per step (Eq. 6)"),
     "intensity_units": (dict, "unit, flow backend, resolution_px, fps, work_px"),
-    "faces": (dict, "boxes [[x0,y0,x1,y1]] and landmarks5 [[[x,y]x5]] per frame in stored-frame pixels, scores, "
-                    "reference_frame"),
+    "faces": (dict, "boxes [[x0,y0,x1,y1]] and landmarks5 [[[x,y]x5]] per frame in stored-frame pixels, present, "
+                    "scores, reference_frame, features (JSON text: expression/pose numbers per frame)"),
     "id_embedding": (dict, "kind (arcface|dlib), backend, dim, model"),
-    "scores": (dict, "filter scores (face count, area fraction, confidence, identity cosine, resolution...)"),
-    "labels": (dict, "source labels (attributes, texts), as the source gave them"),
+    "scores": (dict, "every score of SCORE_COLUMNS (null when its stage did not run): the values select applied"),
+    "labels": ((dict, str), "source labels (attributes, texts) as the source gave them, as JSON text (a dict in "
+                            "schema 1)"),
     "backends": (dict, "stage -> backend name and version"),
-    "media": (dict, "the source media's header: kind, width, height (as displayed), fps, duration_s, rotation_deg, "
-                    "codec"),
+    "media": (dict, "the source media's header: kind, width, height (as displayed), fps, duration_s, orientation "
+                    "(rotation_deg clockwise and mirrored: the turn applied to make the frames upright), codec"),
 }
 
 # Every score a stage writes, in dataflow order: each is also an index column, so a threshold can be tightened on a

@@ -25,7 +25,7 @@ INPUT_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
 STAGE_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     # probe
     "media": (dict, "header facts read without decoding: kind, width, height (as displayed), fps, duration_s, "
-                    "rotation_deg, codec"),
+                    "orientation (rotation_deg clockwise, mirrored), codec"),
     "window_times_s": (list, "sample times of each window, in seconds of the source ([] for an image)"),
     # decode
     "key": (str, "sample key {source}__{clip}__w{window}, safe as a file name"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from human_motion.media import image_header, open_video, probe_video, window_times
+from human_motion.media import open_video, probe_image, probe_video, window_times
 from human_motion.stages.base import RowView, Stage, StageError
 from human_motion.stages.decode import DecodeConfig
 from human_motion.types import ClipSpec
@@ -29,7 +29,7 @@ class Probe(Stage):
         if spec.reject_reason:
             raise StageError(spec.reject_reason, spec.reject_detail)
         if row["static"]:
-            media = image_header(spec.path, self.cfg.image_max_side_px)
+            media = probe_image(spec.path, self.cfg.image_max_side_px)
             row["window_times_s"] = []
         else:
             with open_video(spec.path) as container:
@@ -40,9 +40,10 @@ class Probe(Stage):
             if not times:
                 raise StageError("too_short", f"span {end - start:.2f}s < {d.num_frames / d.fps:.2f}s "
                                  f"({d.num_frames} frames at {d.fps} fps)")
-            media = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps,
+            width, height = info.display_size  # as a player shows it (display matrix or rotate tag applied)
+            media = {"kind": "video", "width": width, "height": height, "fps": info.fps,
                      "duration_s": info.duration_s if math.isfinite(info.duration_s) else None,
-                     "rotation_deg": getattr(info, "rotation_deg", 0), "codec": info.codec}
+                     "orientation": info.orientation.to_json(), "codec": info.codec}
             row["window_times_s"] = times
         row["media"] = media
         row.score("source_min_side_px", min(media["width"], media["height"]))
