@@ -16,6 +16,7 @@ A sample in a WebDataset tar (key ``{source}__{clip}__w{window}``, made safe by 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 
@@ -129,3 +130,20 @@ def safe_name(text: str, max_len: int = 80) -> str:
 def safe_key(source: str, clip_id: str, window: int) -> str:
     """Sample key ``{source}__{clip}__w{window}``; webdataset splits member names at the first dot, so none here."""
     return f"{safe_name(source)}__{safe_name(clip_id)}__w{int(window):03d}".replace(".", "_")
+
+
+# Fields of the json member stored as JSON text (schema 2), so every sample has one layout; load_sample_json
+# turns them back into objects.
+JSON_TEXT_FIELDS = (("labels",), ("caption", "features"), ("faces", "features"))
+
+
+def load_sample_json(data: bytes | str) -> dict:
+    """A sample's json member as Python objects, its JSON-text fields (labels, feature summaries) decoded too."""
+    meta = json.loads(data)
+    for path in JSON_TEXT_FIELDS:
+        node = meta
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), str):
+            node[path[-1]] = json.loads(node[path[-1]])
+    return meta
