@@ -77,6 +77,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         vt = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off/no/on/yes as a boolean
+            value = next((a for a in args if str(a).lower() in (("on", "yes", "true") if value
+                                                                   else ("off", "no", "false"))), value)
         if value not in args:
             raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value

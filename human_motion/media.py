@@ -20,10 +20,11 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from human_motion.orientation import Orientation, frame_orientation, tag_orientation
 from human_motion.untrusted import file_problem
 
 if TYPE_CHECKING:
@@ -42,48 +43,6 @@ class MediaError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class Orientation:
-    """How stored pixels are turned to be shown: rotated ``rotation_deg`` clockwise (0, 90, 180 or 270), then
-    mirrored left-right if ``mirrored``. A phone's portrait video is typically ``Orientation(90)``."""
-
-    rotation_deg: int = 0
-    mirrored: bool = False
-
-    @classmethod
-    def from_display_matrix(cls, matrix: np.ndarray) -> "Orientation":
-        """From FFmpeg's 3x3 display matrix (9 int32, 16.16 fixed point), which maps a stored pixel (x, y), y
-        down, to (a x + c y, b x + d y). Angles that are not a multiple of 90 degrees snap to the nearest."""
-        a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
-        det = a * d - b * c
-        if det == 0:
-            return cls()
-        mirrored = det < 0
-        angle = math.degrees(math.atan2(b, -a if mirrored else a))
-        return cls(int(round(angle / 90.0)) * 90 % 360, mirrored)
-
-    @classmethod
-    def from_exif(cls, tag: Any) -> "Orientation":
-        """From the EXIF Orientation tag (1-8); other values mean upright."""
-        return _EXIF.get(tag, cls()) if isinstance(tag, int) else cls()
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        if self.rotation_deg == 0 and not self.mirrored:
-            return image
-        out = np.rot90(image, k=-(self.rotation_deg // 90))  # negative k: clockwise
-        if self.mirrored:
-            out = out[:, ::-1]
-        return np.ascontiguousarray(out)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"rotation_deg": self.rotation_deg, "mirrored": self.mirrored}
-
-
-# EXIF 2: mirrored; 3: 180; 4: flipped top-bottom; 5: transposed; 6: 90 clockwise; 7: transversed; 8: 270.
-_EXIF = {1: Orientation(0), 2: Orientation(0, True), 3: Orientation(180), 4: Orientation(180, True),
-         5: Orientation(90, True), 6: Orientation(90), 7: Orientation(270, True), 8: Orientation(270)}
 
 
 @dataclass
@@ -156,32 +115,14 @@ def probe_video(container: "av.container.InputContainer", max_side_px: int = VID
         # open_video caps FFmpeg's decoders at max_pixels; a frame over the cap leaves the size unknown.
         raise MediaError("video_too_large", f"no frame decodes within {max_side_px}x{max_side_px} px: "
                          "its frames are larger (a decompression bomb?) or the stream is broken")
-    found = _first_frame_orientation(container, stream) if orientation else _tag_orientation(stream)
+    found = _first_frame_orientation(container, stream) if orientation else tag_orientation(stream)
     return VideoInfo(width, height, fps, duration, stream.codec_context.name, found)
-
-
-def _tag_orientation(stream) -> Orientation:
-    """The ``rotate`` tag (degrees clockwise) some tools write instead of a display matrix."""
-    tags = {k.lower(): v for k, v in stream.metadata.items()}
-    try:
-        degrees = float(tags.get("rotate", 0))
-    except ValueError:
-        return Orientation()
-    return Orientation(int(round(degrees / 90.0)) * 90 % 360) if math.isfinite(degrees) else Orientation()
-
-
-def frame_orientation(frame, fallback: Orientation = Orientation()) -> Orientation:
-    """A decoded frame's display matrix as an Orientation; ``fallback`` (the stream's tag) when it has none."""
-    matrix = frame.side_data.get("DISPLAYMATRIX")
-    if matrix is None:
-        return fallback
-    return Orientation.from_display_matrix(np.frombuffer(bytes(matrix), dtype=np.int32))
 
 
 def _first_frame_orientation(container, stream) -> Orientation:
     import av
 
-    fallback = _tag_orientation(stream)
+    fallback = tag_orientation(stream)
     try:
         frame = next(iter(container.decode(stream)), None)
     except av.error.FFmpegError:
@@ -241,7 +182,7 @@ def iter_sampled_frames(
     stream = container.streams.video[0]
     if not stream.codec_context.is_open:
         stream.thread_type = "AUTO"
-    fallback = _tag_orientation(stream)
+    fallback = tag_orientation(stream)
     fps = float(stream.average_rate or 25.0)
     half = 0.5 / fps
     if start_s > 0.5 and stream.time_base is not None:

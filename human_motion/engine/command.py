@@ -17,7 +17,9 @@ from human_motion.sources import parse_sources_arg
 # Errors of the output folder that the user can fix (free space, permissions), said in one line.
 _OUTPUT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
                   errno.EROFS: "choose a writable --out", errno.EACCES: "choose a --out you may write to",
-                  errno.EPERM: "choose a --out you may write to"}
+                  errno.EPERM: "choose a --out you may write to",
+                  errno.ENOTDIR: "a folder on the way to --out is a file: choose another --out",
+                  errno.ENAMETOOLONG: "choose a shorter --out"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,13 +74,16 @@ def format_summary(summary: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def output_error(exc: BaseException) -> OSError | None:
-    """The OSError about the output behind ``exc`` (raised here, or in a Ray worker and wrapped), if any."""
+def output_error(exc: BaseException, out: str) -> OSError | None:
+    """The OSError about writing ``out`` behind ``exc`` (raised here, or in a Ray worker and wrapped), if any."""
+    root = os.path.abspath(out)
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
-            return exc
+            name = os.path.abspath(str(exc.filename)) if exc.filename else None
+            if name is None or name.startswith(root) or root.startswith(name):
+                return exc
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         with filtered_stderr(enabled=not args.verbose) as console:
             summary = build(cfg, args.out, verbose=args.verbose, console=console)
     except Exception as e:
-        err = output_error(e)
+        err = output_error(e, args.out)
         if err is None:
             raise
         where = err.filename or args.out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pathlib
+import types
 
 import numpy as np
 
@@ -55,6 +56,24 @@ def _to_rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+def reference_sections(overrides: list[str]) -> types.SimpleNamespace:
+    """The ``decode``, ``faces`` and ``select`` sections of ``hm build`` (the three the reference face goes
+    through), with ``overrides`` such as ``faces.insightface_pack=antelopev2``."""
+    from human_motion.config import ConfigError, load_config
+    from human_motion.stages.decode import DecodeConfig
+    from human_motion.stages.faces import FacesConfig
+    from human_motion.stages.select import SelectConfig
+
+    sections = {"decode": DecodeConfig, "faces": FacesConfig, "select": SelectConfig}
+    other = [o for o in overrides if o.split(".", 1)[0] not in sections]
+    if other:
+        raise ConfigError(f"{other[0]!r}: the reference face takes hm build settings of the decode, faces and "
+                          "select sections only")
+    return types.SimpleNamespace(**{
+        name: load_config(cls, None, [o.split(".", 1)[1] for o in overrides if o.split(".", 1)[0] == name])
+        for name, cls in sections.items()})
+
+
 class ReferenceFaces:
     """The build's face code on one photo: ``Decode`` (detector on a shrunk copy, main face by track/prominence,
     second faces by relative size and confidence, square crop), the build's face checks (the select step after
@@ -62,16 +81,13 @@ class ReferenceFaces:
 
     def __init__(self, embedding_kind: str, detector: str | None = None, insightface_root: str | None = None,
                  overrides: list[str] | tuple[str, ...] = ()):
-        from human_motion.config import load_config
-        from human_motion.engine.config import BuildConfig
-
         embedder = {"dlib": "dlib", "arcface": "insightface"}[embedding_kind]
         sets = [f"faces.embedder={embedder}"]
         if detector:
             sets.append(f"decode.detector={detector}")
         if insightface_root:  # the detector's and the embedder's model pack
             sets += [f"decode.insightface_root={insightface_root}", f"faces.insightface_root={insightface_root}"]
-        self.cfg = load_config(BuildConfig, None, [*sets, *overrides])
+        self.cfg = reference_sections([*sets, *overrides])
         self._decode = self._faces = None
 
     def _stages(self):

@@ -12,7 +12,8 @@ A stage is a class with a frozen config section (``Config``) and a header that s
 
 ``__init__(cfg)`` receives only that section and loads the models once (per Ray actor). ``process(row)`` gets a
 :class:`RowView` that enforces the header: reading or writing an undeclared field raises
-:class:`UndeclaredFieldError`, which stops the build (a programming error), whereas a :class:`StageError` or
+:class:`UndeclaredFieldError` (writing a value of the wrong type, :class:`FieldTypeError`), which stops the build
+(a programming error), whereas a :class:`StageError` or
 ``MediaError`` on one row becomes a recorded rejection of that row and the build goes on. Stages only score; the
 select steps of ``stages/dataflow.py`` apply thresholds.
 """
@@ -79,8 +80,16 @@ class StageError(Exception):
         self.detail = detail
 
 
-class UndeclaredFieldError(RuntimeError):
-    """A stage touched a field its header does not declare: a bug in the stage, never a property of a clip."""
+class ContractError(RuntimeError):
+    """A stage broke its declared contract: a bug in the stage, never a property of a clip, so it stops the build."""
+
+
+class UndeclaredFieldError(ContractError):
+    """A stage touched a field, score or member its header does not declare."""
+
+
+class FieldTypeError(ContractError):
+    """A stage wrote a value of another type than stages/fields.py declares for the field."""
 
 
 class RowView:
@@ -117,7 +126,10 @@ class RowView:
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._check(name, self.stage.writes, "writes")
-        check_value(name, value)
+        try:
+            check_value(name, value)
+        except TypeError as e:
+            raise FieldTypeError(f"stage {self.stage.name!r}: {e}") from None
         if name == "frames":
             self.row.frames = value
         else:
@@ -242,7 +254,7 @@ class Stage:
     def _process_one(self, row: Row) -> list[Row]:
         try:
             return [v.row for v in self.process(RowView(row, self))]
-        except UndeclaredFieldError:
+        except ContractError:
             raise
         except (StageError, MediaError) as e:
             row.reject(self.name, e.reason, e.detail)

@@ -57,21 +57,24 @@ def dataflow(stages: list[str] | tuple[str, ...] | None = None) -> list[type[Sta
 
 
 def check_dataflow(steps: list[type[Stage]]) -> None:
-    """Every field a step reads is an input or written by a step before it in DATAFLOW; every score a select step
-    needs is declared by a stage before it. Fails before the first clip, naming the step and the field. (A stage
-    left out by the config's ``stages`` leaves its fields unset: readers of them use ``row.get``.)"""
+    """Every field a step reads is an input or written by a step before it; every score a select step checks is
+    declared by a stage before it. Fails before the first clip, naming the step and the field. (An optional stage
+    that the config's ``stages`` leaves out still counts as "before" for the steps after it in DATAFLOW: its fields
+    are simply unset, and their readers use ``row.get``.)"""
     order = {step: i for i, step in enumerate(DATAFLOW)}
+    written, scored = set(INPUT_FIELDS), set()
     for step in steps:
         step.check_header()
-        earlier = DATAFLOW[:order.get(step, len(DATAFLOW))]
-        written = set(INPUT_FIELDS).union(*(s.writes for s in earlier))
-        missing = [f for f in step.reads if f not in written]
+        left_out = [s for s in DATAFLOW[:order[step]] if s not in steps] if step in order else []
+        readable = written.union(*(s.writes for s in left_out))
+        missing = [f for f in step.reads if f not in readable]
         if missing:
             raise UndeclaredFieldError(f"step {step.name!r} reads {missing}, which no earlier step writes; "
                                        "check the order in stages/dataflow.py")
         if issubclass(step, Select):
-            scored = set().union(*(s.scores for s in earlier))
-            unscored = [s for s in step.needs_scores() if s not in scored]
+            unscored = [s for s in step.needs_scores() if s not in scored.union(*(s.scores for s in left_out))]
             if unscored:
                 raise UndeclaredFieldError(f"select step {step.__name__} checks {unscored}, which no earlier "
                                            "stage scores")
+        written |= set(step.writes)
+        scored |= set(step.scores)

@@ -133,7 +133,8 @@ class Decode(Stage):
         row.score("face_side_px", float(np.median(box_side(boxes[present]))))
         row.score("face_score", float(np.median([m.score for m in main if m])))
         row.score("face_missing_frac", float(1 - present.mean()))
-        row.score("face_area_frac", float(np.median((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / (w * h)))
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        row.score("face_area_frac", float(np.median(areas)) / (w * h))
         x0, y0, x1, y1 = square_crop_box(boxes, w, h, d.crop_scale)
         side = x1 - x0
         interp = cv2.INTER_AREA if side > d.size_px else cv2.INTER_CUBIC
