@@ -9,7 +9,7 @@ as the build does (all pairs of a window in one batch, ``flow.raft_iters`` updat
 time is synchronised. The baseline is OpenCV DIS (the default CPU backend) on the same frames at the same size. For
 fp16/bf16 the table also gives the mean end-point error against fp32 on the same pairs (pixels at ``--px``), so the
 speed-up can be weighed against what it changes. ``--random-weights`` saves a random-init state dict to a temporary
-file (no download; numbers are then timing only). Put GPU figures in benchmarks/README.md with the device named.
+file (no download; numbers are then timing only). ``measure`` is also what ``gpu_check.py`` runs on the GPU machine.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import skimage.data  # noqa: E402
 
-from human_motion.engine.config import FlowConfig  # noqa: E402
 from human_motion.backends.optical_flow import OpenCVFlow, RaftFlow  # noqa: E402
+from human_motion.engine.config import FlowConfig  # noqa: E402
 from human_motion.metrics import compute_flow_intensity, flow_magnitude  # noqa: E402
-from human_motion.sources.demo import render  # noqa: E402
 
 FACE = (0.44, 0.255, 0.195)
 STEP_PX = 6.0  # motion per sampled step at 512
@@ -39,6 +37,9 @@ STEP_PX = 6.0  # motion per sampled step at 512
 def window(px: int, pairs: int) -> np.ndarray:
     """pairs + 1 frames (px, px) of a pan at STEP_PX per step (at 512 scale)."""
     import cv2
+    import skimage.data
+
+    from human_motion.sources.demo import render
 
     frames = render(skimage.data.astronaut(), FACE, "pan", STEP_PX)[::2][: pairs + 1]
     if frames.shape[1] != px:
@@ -62,6 +63,70 @@ def intensity_at_512(flows: np.ndarray, px: int) -> float:
     return float(compute_flow_intensity(mags)[0])
 
 
+def random_weights(backend: str, folder: str) -> str:
+    """A random-init state dict of ``backend`` saved under ``folder`` (no download); its path."""
+    import torch
+    from torchvision.models import optical_flow
+
+    torch.manual_seed(0)
+    path = str(pathlib.Path(folder) / f"{backend}.pth")
+    torch.save(getattr(optical_flow, backend)(weights=None).state_dict(), path)
+    return path
+
+
+def measure(frames: np.ndarray, backends: list[str], precisions: list[str], iters: int, repeats: int, device: str,
+            weights: str | None = None, random_init: bool = False, deadline: float | None = None) -> dict:
+    """DIS on the CPU, then each RAFT backend x precision through ``RaftFlow`` on ``frames`` (t, px, px, 3): pairs/s,
+    ratio to DIS, EPE against fp32 (pixels at px), intensity at 512 scale, peak GPU memory. Runs stop once
+    ``time.monotonic()`` passes ``deadline`` (the rest are listed under ``not_run``)."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    px, pairs = frames.shape[1], len(frames) - 1
+    dis_s, dis_flows = timed(OpenCVFlow("dis"), frames, repeats, lambda: None)
+    results = {"px": px, "pairs": pairs, "iters": iters, "repeats": repeats, "random_weights": random_init,
+               "baseline": {"backend": "dis", "device": "cpu", "pairs_per_s": pairs / dis_s,
+                            "intensity": intensity_at_512(dis_flows, px)}, "runs": [], "not_run": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            path = random_weights(backend, tmp) if random_init else weights
+            reference = None
+            for precision in precisions:
+                if deadline is not None and time.monotonic() > deadline:
+                    results["not_run"].append(f"{backend} {precision}")
+                    continue
+                cfg = FlowConfig(backend=backend, raft_weights=path, raft_iters=iters, device=device,
+                                 precision=precision, work_px=max(128, px))
+                flow = RaftFlow(cfg)
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                seconds, flows = timed(flow, frames, repeats, sync)
+                memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+                if precision == "fp32":
+                    reference = flows
+                epe = float(np.linalg.norm(flows - reference, axis=-1).mean()) if reference is not None else None
+                results["runs"].append({
+                    "backend": backend, "precision": precision, "pairs_per_s": pairs / seconds,
+                    "vs_dis": dis_s / seconds, "epe_vs_fp32_px": epe, "intensity": intensity_at_512(flows, px),
+                    "peak_gpu_gib": memory})
+                del flow
+    return results
+
+
+def print_table(results: dict) -> None:
+    base = results["baseline"]
+    print(f"{'backend':16} {'prec':5} {'pairs/s':>9} {'x DIS':>7} {'EPE vs fp32':>12} {'intensity@512':>14} "
+          f"{'peak GiB':>9}")
+    print(f"{'dis (baseline)':16} {'-':5} {base['pairs_per_s']:9.3g} {1.0:7.3g} {'-':>12} {base['intensity']:14.2f} "
+          f"{'-':>9}")
+    for r in results["runs"]:
+        epe = "-" if r["epe_vs_fp32_px"] is None else f"{r['epe_vs_fp32_px']:.3f}"
+        mem = "-" if r["peak_gpu_gib"] is None else f"{r['peak_gpu_gib']:.2f}"
+        print(f"{r['backend']:16} {r['precision']:5} {r['pairs_per_s']:9.3g} {r['vs_dis']:7.3g} {epe:>12} "
+              f"{r['intensity']:14.2f} {mem:>9}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", default="raft_small,raft_large")
@@ -81,51 +146,14 @@ def main(argv: list[str] | None = None) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     cuda = device.startswith("cuda")
     precisions = (args.precisions or ("fp32,fp16" if cuda else "fp32,bf16")).split(",")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()}, " \
                                                         f"{torch.get_num_threads()} threads)"
-    frames = window(args.px, args.pairs)
     print(f"device: {name}; torch {torch.__version__}; {args.pairs} pairs of {args.px}x{args.px}, "
           f"{args.iters} RAFT iterations, {args.repeats} timed repeats")
-
-    dis_s, dis_flows = timed(OpenCVFlow("dis"), frames, args.repeats, lambda: None)
-    results = {"device": name, "px": args.px, "pairs": args.pairs, "iters": args.iters,
-               "baseline": {"backend": "dis", "pairs_per_s": args.pairs / dis_s,
-                            "intensity": intensity_at_512(dis_flows, args.px)}, "runs": []}
-    rows = [("dis (baseline)", "-", args.pairs / dis_s, 1.0, "-", results["baseline"]["intensity"], "-")]
-    tmp = tempfile.TemporaryDirectory()
-    for backend in args.backends.split(","):
-        weights = args.weights
-        if args.random_weights:
-            from torchvision.models import optical_flow
-
-            torch.manual_seed(0)
-            weights = str(pathlib.Path(tmp.name) / f"{backend}.pth")
-            torch.save(getattr(optical_flow, backend)(weights=None).state_dict(), weights)
-        reference = None
-        for precision in precisions:
-            cfg = FlowConfig(backend=backend, raft_weights=weights, raft_iters=args.iters, device=device,
-                             precision=precision, work_px=max(128, args.px))
-            flow = RaftFlow(cfg)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            seconds, flows = timed(flow, frames, args.repeats, sync)
-            memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-            if precision == "fp32":
-                reference = flows
-            epe = float(np.linalg.norm(flows - reference, axis=-1).mean()) if reference is not None else None
-            run = {"backend": backend, "precision": precision, "pairs_per_s": args.pairs / seconds,
-                   "vs_dis": dis_s / seconds, "epe_vs_fp32_px": epe, "intensity": intensity_at_512(flows, args.px),
-                   "peak_gpu_gib": memory}
-            results["runs"].append(run)
-            rows.append((backend, precision, run["pairs_per_s"], run["vs_dis"],
-                         "-" if epe is None else f"{epe:.3f}", run["intensity"],
-                         "-" if memory is None else f"{memory:.2f}"))
-            del flow
-    print(f"{'backend':16} {'prec':5} {'pairs/s':>9} {'x DIS':>7} {'EPE vs fp32':>12} {'intensity@512':>14} "
-          f"{'peak GiB':>9}")
-    for b, p, rate, ratio, epe, inten, mem in rows:
-        print(f"{b:16} {p:5} {rate:9.3g} {ratio:7.3g} {epe:>12} {inten:14.2f} {mem:>9}")
+    results = measure(window(args.px, args.pairs), args.backends.split(","), precisions, args.iters, args.repeats,
+                      device, args.weights, args.random_weights)
+    results["device"] = name
+    print_table(results)
     print(f"(known motion: {STEP_PX} px per step at 512; with --random-weights RAFT's flow is meaningless)")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=1))

@@ -6,10 +6,13 @@ A model pack is insightface's own layout, ``<root>/models/<pack>/*.onnx`` (``buf
 the ``.onnx`` files directly also works. A missing pack is fetched by insightface's own ``ensure_available`` when the
 machine is online; offline, the error says where the files must go.
 
-Models load through ``insightface.model_zoo.get_model`` (it recognises the task from the ONNX graph) once per Ray actor,
-on onnxruntime's ``CUDAExecutionProvider`` when that provider is available (onnxruntime-gpu and a visible GPU), else on
-the CPU. Faces are aligned with insightface's ``face_align.norm_crop`` (the ArcFace 5-point template), as in
-insightface's own ``ArcFaceONNX.get``.
+Models load through ``insightface.model_zoo.get_model`` (it recognises the task from the ONNX graph: ``SCRFD`` for
+detection, ``ArcFaceONNX`` for recognition) once per Ray actor, on onnxruntime's ``CUDAExecutionProvider`` when that
+provider is available (onnxruntime-gpu and a visible GPU), else on the CPU. Faces are aligned with insightface's
+``face_align.norm_crop`` (the ArcFace 5-point template), as in insightface's own ``ArcFaceONNX.get``. Written for
+insightface 2.1 (``scripts/setup.sh`` installs it without its dependencies: it asks for the non-headless opencv-python);
+``FaceAnalysis`` is not used, so its 2.x default of several detection passes (no ``det_size``) does not apply: the
+detector is prepared with one explicit size.
 """
 
 from __future__ import annotations
@@ -89,11 +92,9 @@ def load_pack_model(folder: pathlib.Path, task: str, device: str = "auto"):
     order = known + [f for f in files if f not in known and f.name not in sum(KNOWN_FILES.values(), ())]
     provs = providers(device)
     for path in order:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):  # the model zoo prints its providers on every load
-            model = model_zoo.get_model(str(path), providers=provs)
+        model = model_zoo.get_model(str(path), providers=provs)
         if model is not None and model.taskname == task:
-            log.info("insightface %s: %s %s", task, path, out.getvalue().strip())
+            log.info("insightface %s: %s on %s", task, path, model.session.get_providers())
             return model, path
         del model
     raise FileNotFoundError(f"no insightface {task} model in {folder} (files: {[f.name for f in files]})")
@@ -115,8 +116,8 @@ class InsightfaceDetector:
         _import_insightface()
         folder = pack_dir(root, pack)
         self.model, path = load_pack_model(folder, "detection", device)
-        with contextlib.redirect_stdout(io.StringIO()):  # "det_size is already set" for fixed-size models
-            self.model.prepare(0, input_size=(det_size_px, det_size_px), det_thresh=min_score)
+        # One explicit size, one pass (a model with a fixed input size keeps its own).
+        self.model.prepare(0, input_size=(det_size_px, det_size_px), det_thresh=min_score)
         self.name = f"insightface:{pack}/{path.name}"
         self.version = _version(self.model.session)
 

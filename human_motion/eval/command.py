@@ -21,6 +21,7 @@ from human_motion.devices import auto_device
 from human_motion.eval.config import EvalConfig
 from human_motion.eval.evaluate import evaluate
 from human_motion.eval.inputs import read_eval_set
+from human_motion.eval.weights import first_line
 from human_motion.model.config import DefaultsHelpFormatter, packaged_configs
 
 
@@ -53,6 +54,22 @@ def _numbers(text: str, kind, flag: str) -> list:
     return values
 
 
+def load_pipeline(checkpoint: str, device: str):
+    """The pipeline of ``--checkpoint``; weights that cannot be loaded (truncated, pickled, of another model) are
+    refused in one line that names the folder."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    from human_motion.eval import protocol
+
+    try:
+        return protocol.load_pipeline(checkpoint, device)
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError, SafetensorError) as e:
+        raise ConfigError(f"--checkpoint {checkpoint}: cannot be loaded ({first_line(e)}); give a run folder of "
+                          "`hm train` or a folder saved by MotionCharacterPipeline.save_pretrained") from None
+
+
 def run(args) -> int:
     cfg = load_config(EvalConfig, resolve_config_path(args.config), args.set)
     out = pathlib.Path(args.out)
@@ -68,7 +85,7 @@ def run(args) -> int:
             [a.strip() for a in args.actions.split(",") if a.strip()],
             _numbers(args.intensities, float, "--intensities"), _numbers(args.seeds, int, "--seeds"),
             cfg.protocol.pairing)
-        pipe = protocol.load_pipeline(args.checkpoint, auto_device(cfg.protocol.device))
+        pipe = load_pipeline(args.checkpoint, auto_device(cfg.protocol.device))
         prompts_jsonl = protocol.generate_set(pipe, jobs, args.refs, out, cfg.protocol)
         videos_dir = out / "videos"
     else:

@@ -92,6 +92,8 @@ def generate_set(pipe, jobs: list[dict], refs_dir: str | pathlib.Path, out: path
     """Generate every job's video into ``out/videos`` (skipping those present) and write ``out/prompts.jsonl``."""
     import torch
 
+    from human_motion.model.pipeline_output import frames_to_uint8
+
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     with open(out / "prompts.jsonl", "w", encoding="utf-8") as f:
@@ -107,7 +109,7 @@ def generate_set(pipe, jobs: list[dict], refs_dir: str | pathlib.Path, out: path
         result = pipe(reference_image=refs[job["ref"]], prompt=job["prompt"], action=job["action"],
                       intensity=job["intensity"], num_frames=pcfg.num_frames, height=pcfg.height, width=pcfg.width,
                       num_inference_steps=pcfg.num_inference_steps, guidance_scale=pcfg.guidance_scale,
-                      generator=torch.Generator().manual_seed(job["seed"]))
-        write_mp4(str(path), result.frames, pcfg.fps)
+                      generator=torch.Generator().manual_seed(job["seed"]), output_type="np")
+        write_mp4(str(path), frames_to_uint8(result.frames[0]), pcfg.fps)  # frames[0]: the call's one video
         print(f"[{i + 1}/{len(jobs)}] {job['video']}", flush=True)
     return out / "prompts.jsonl"

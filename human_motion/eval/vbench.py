@@ -141,6 +141,8 @@ class AmtInterpolator:
         except ImportError as e:
             raise ImportError("Motion Smoothness needs AMT-S's model code: `pip install vbench` (it vendors AMT) "
                               f"and omegaconf; missing {e.name!r}") from e
+        from human_motion.eval.weights import load_weights
+
         self.torch, self.img2tensor, self.tensor2img, self.padder_cls = torch, img2tensor, tensor2img, InputPadder
         network_cfg = OmegaConf.load(config_path).network
         self.model = build_from_cfg(network_cfg)

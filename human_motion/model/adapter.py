@@ -107,11 +107,15 @@ class MotionCharacterAdapter(ModelMixin, ConfigMixin):
         unet.set_attn_processor(processors)
 
     def set_scales(self, id_scale=None, action_scale=None, intensity_scale=None) -> None:
-        """lambda (Eq. 3), beta and alpha (Eq. 8) in every patched layer; ``None`` keeps a value."""
+        """lambda (Eq. 3), beta and alpha (Eq. 8) in every patched layer; ``None`` keeps a value. The config records
+        them too, so ``save_pretrained`` (of the adapter or of the pipeline) keeps the scales the model runs with."""
+        scales = {"id_scale": id_scale, "action_scale": action_scale, "intensity_scale": intensity_scale}
+        scales = {k: float(v) for k, v in scales.items() if v is not None}
         for proc in self.processors.values():
-            proc.id_scale = proc.id_scale if id_scale is None else float(id_scale)
-            proc.action_scale = proc.action_scale if action_scale is None else float(action_scale)
-            proc.intensity_scale = proc.intensity_scale if intensity_scale is None else float(intensity_scale)
+            for name, value in scales.items():
+                setattr(proc, name, value)
+        if scales:
+            self.register_to_config(**scales)
 
     def encoder_hidden_states(
         self,

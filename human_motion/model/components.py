@@ -226,9 +226,16 @@ def save_unet(unet, path: str | pathlib.Path) -> None:
 
 def load_unet_weights(unet, path: str | pathlib.Path) -> None:
     """Load ``save_unet``'s weights into a UNet whose adapter processors are installed (strict on the base keys)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state = load_file(str(pathlib.Path(path) / "diffusion_pytorch_model.safetensors"))
+    from human_motion.model.pipeline_loading import weights_error
+
+    file = pathlib.Path(path) / "diffusion_pytorch_model.safetensors"
+    try:
+        state = load_file(str(file))
+    except (OSError, SafetensorError) as e:
+        raise weights_error(file, e) from None
     missing, unexpected = unet.load_state_dict(state, strict=False)
     missing = [k for k in missing if ".processor." not in k]
     if missing or unexpected:

@@ -215,6 +215,9 @@ def list_shards(shards: str) -> list[str]:
         if not urls:
             raise ConfigError(f"no .tar shards in {shards}; pass the output folder of `hm build`")
         return urls
+    if "{" not in shards and "://" not in shards and not path.exists():
+        raise ConfigError(f"{shards}: no such folder or file; pass the output folder of `hm build` (or a shard "
+                          "pattern such as data/{000000..000009}.tar)")
     import webdataset as wds
 
     return list(wds.shardlists.expand_urls(shards))
@@ -317,7 +320,8 @@ class ShardDataset(SlotDataset):
                 yield buffer.pop(rng.integers(len(buffer)))
             kind = {None: "", True: "static ", False: "video "}[static]
             if not seen:
-                raise ConfigError(f"no {kind}samples in {len(self.urls)} shards; check the shards or data.static_ratio")
+                raise ConfigError(f"{self.bad.where}: no {kind}samples in {len(self.urls)} shards; check the shards "
+                                  "(`hm verify`) or data.static_ratio")
             if self.selection is not None and not heaviest:
                 raise ConfigError(f"every {kind}sample of data.keys_file has weight 0; check it or data.static_ratio")
 

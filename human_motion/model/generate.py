@@ -1,18 +1,21 @@
-"""``hm generate``: a reference face, a prompt, an action and one or more intensities in; MP4 (and GIF) out.
+"""``hm generate``: a reference face, a prompt, an action and one or more intensities in; MP4 (GIF, PNG) out.
 
     hm generate --checkpoint runs/mc --ref face.jpg --prompt "a woman in a park" --action smiling \\
         --intensity 12 --seed 0 --out out.mp4
     hm generate --checkpoint runs/mc --ref face.jpg --prompt ... --action smiling --intensity 0,5,10,20 --out sweep/
 
-Several intensities (comma-separated) write one video per value, all from the same seed (the same initial noise, so
-only the intensity differs), plus a side-by-side grid video labelled with the values: the paper's slider made
-visible. One JSON line on stdout lists what was written (for scripts). See docs/generate.md.
+Several intensities (comma-separated) give one video per value (``--batch-size`` per pipeline call), all from the
+same seed (the same initial noise, so only the intensity differs), plus a side-by-side grid video and a contact sheet (PNG, one
+row per intensity) labelled with the values: the paper's slider made visible. ``--checkpoint`` is a run folder of
+``hm train`` or a folder of ``save_pretrained``. One JSON line on stdout lists what was written (for scripts). See
+docs/generate.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
-import logging
 import pathlib
 import sys
 import time
@@ -23,12 +26,22 @@ from human_motion.config import ConfigError
 from human_motion.devices import auto_device, torch_dtype
 from human_motion.media import write_mp4
 
-logger = logging.getLogger(__name__)
+MAX_SHEET_TILE_PX = 256  # contact-sheet frames are shrunk to this side at most (16 x 512 px frames: 8192 px wide)
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default; options whose default is None say theirs in the help text."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="run folder saved by `hm train` (or its checkpoints/checkpoint-N, or adapter/)")
+    parser.formatter_class = DefaultsHelpFormatter
+    parser.add_argument("--checkpoint", required=True, help="run folder saved by `hm train` (or its "
+                        "checkpoints/checkpoint-N, or adapter/), or a folder written by save_pretrained")
     parser.add_argument("--ref", required=True, help="reference photo with one face (jpg/png)")
     parser.add_argument("--prompt", required=True, help="scene and appearance text")
     parser.add_argument("--action", required=True, help='action phrase, e.g. "smiling", "turning head left"')
@@ -39,32 +52,43 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-frames", type=int, default=None, help="frames (default: the run's, paper 16)")
     parser.add_argument("--height", type=int, default=None, help="pixels (default: the run's, paper 512)")
     parser.add_argument("--width", type=int, default=None, help="pixels (default: the run's, paper 512)")
-    parser.add_argument("--steps", type=int, default=30, help="DDIM steps (paper: 30)")
-    parser.add_argument("--guidance", type=float, default=8.0, help="classifier-free guidance scale (paper: 8.0)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="DDIM steps (default: the run's sampling.num_inference_steps, else the paper's 30)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance scale (default: the run's sampling.guidance_scale, else the "
+                             "paper's 8.0)")
     parser.add_argument("--negative-prompt", default=None, help="text of the unconditional branch (default: empty)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="videos per pipeline call (0: every intensity in one batch, faster on a GPU with memory "
+                             "to spare; 1 gives each video exactly as a run with that intensity alone)")
     parser.add_argument("--fps", type=float, default=4.0, help="frame rate of the written video (the data's 4 fps)")
-    parser.add_argument("--gif", action="store_true", help="also write an animated GIF next to each MP4")
+    parser.add_argument("--gif", action="store_true", help="also write an animated GIF next to each MP4 (default: off)")
     parser.add_argument("--grid", dest="grid", action="store_true", default=None,
-                        help="write the side-by-side grid (default: on with several intensities)")
-    parser.add_argument("--no-grid", dest="grid", action="store_false", help="no grid video")
+                        help="write the side-by-side grid MP4 and the contact sheet PNG (default: on with several "
+                             "intensities)")
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="no grid video or contact sheet")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="auto: fp16 on a GPU, fp32 on the CPU")
     parser.add_argument("--cpu-offload", action="store_true",
-                        help="GPU: keep models on the CPU and move each to the GPU only while it runs")
-    parser.add_argument("--no-vae-slicing", action="store_true", help="decode all frames in one VAE call")
+                        help="GPU: keep models on the CPU and move each to the GPU only while it runs (default: off)")
+    parser.add_argument("--no-vae-slicing", action="store_true",
+                        help="decode all frames in one VAE call (default: one frame at a time)")
     parser.add_argument("--no-face-check", action="store_true",
-                        help="skip face detection: --ref is already an aligned face crop")
+                        help="skip face detection: --ref is already an aligned face crop (default: detect)")
     parser.add_argument("--face-detector", default=None, choices=["mediapipe", "dlib", "insightface"],
-                        help="the build's face detector to use (default: the build's default, mediapipe)")
+                        help="the build's face detector to use (default: the checkpoint's, else mediapipe)")
     parser.add_argument("--insightface-root", default=None,
-                        help="insightface model pack folder (checkpoints trained on ArcFace embeddings)")
+                        help="insightface model pack folder (checkpoints trained on ArcFace embeddings; default: "
+                             "the checkpoint's, else insightface's own)")
     parser.add_argument("--face-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an `hm build` setting for the reference face, e.g. faces.insightface_pack=antelopev2")
+                        help="an `hm build` setting for the reference face, e.g. faces.insightface_pack=antelopev2 "
+                             "(default: the checkpoint's)")
     parser.add_argument("--id-scale", type=float, default=None, help="lambda of Eq. 3 (default: the run's)")
     parser.add_argument("--action-scale", type=float, default=None, help="beta of Eq. 8 (default: the run's)")
     parser.add_argument("--intensity-scale", type=float, default=None, help="alpha of Eq. 8 (default: the run's)")
-    parser.add_argument("--save-reference", action="store_true", help="also write the aligned reference face (png)")
+    parser.add_argument("--save-reference", action="store_true",
+                        help="also write the aligned reference face (png; default: off)")
 
 
 def parse_intensities(text: str) -> list[float]:
@@ -93,15 +117,36 @@ def resolve_device(device: str, dtype: str):
     return device, torch_dtype(dtype)
 
 
+@contextlib.contextmanager
+def quiet_loading():
+    """No "Loading pipeline components" / "Loading weights" bars from diffusers and transformers while a checkpoint
+    loads: a command's output is its own progress and, when loading fails, its one-line refusal."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    bars = [(m, m.is_progress_bar_enabled()) for m in (diffusers_logging, transformers_logging)]
+    for module, _ in bars:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, enabled in bars:
+            if enabled:
+                module.enable_progress_bar()
+
+
 def load_pipeline(checkpoint: str, device: str = "auto", dtype: str = "auto", cpu_offload: bool = False,
                   vae_slicing: bool = True, face_detector: str | None = None, insightface_root: str | None = None,
                   face_overrides: list[str] | tuple[str, ...] = ()):
-    """The pipeline on ``device`` with the memory savers asked for (shared by ``hm generate`` and ``hm demo``)."""
+    """The pipeline on ``device`` with the memory savers asked for (shared by ``hm generate`` and ``hm demo``).
+    ``checkpoint``: a run folder of ``hm train`` or a folder of ``save_pretrained``; a missing or damaged one is a
+    ``ConfigError`` (one line)."""
     from human_motion.model.sampling import MotionCharacterPipeline
 
     device, torch_dtype = resolve_device(device, dtype)
-    pipe = MotionCharacterPipeline.from_pretrained(checkpoint, face_detector=face_detector,
-                                                   insightface_root=insightface_root, face_overrides=face_overrides)
+    with quiet_loading():
+        pipe = MotionCharacterPipeline.from_pretrained(checkpoint, face_detector=face_detector,
+                                                       insightface_root=insightface_root, face_overrides=face_overrides)
     if cpu_offload and device.startswith("cuda"):
         pipe.to(dtype=torch_dtype)
         pipe.enable_model_cpu_offload(device=device)
@@ -159,27 +204,85 @@ def make_grid(videos: list[np.ndarray], labels: list[str], columns: int | None =
     return grid
 
 
+def make_contact_sheet(videos: list[np.ndarray], labels: list[str], max_tile: int = MAX_SHEET_TILE_PX) -> np.ndarray:
+    """One row per video, its frames left to right (shrunk to ``max_tile`` px at most), the first frame of each row
+    labelled: (n*h, f*w, 3), a still image of the whole sweep."""
+    import cv2
+
+    f, h, w = videos[0].shape[:3]
+    k = min(1.0, max_tile / max(h, w))
+    th, tw = max(1, round(h * k)), max(1, round(w * k))
+    rows = []
+    for video, text in zip(videos, labels):
+        tiles = [cv2.resize(frame, (tw, th), interpolation=cv2.INTER_AREA) if k < 1 else frame for frame in video]
+        tiles[0] = label(tiles[0], text)
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
 def write_gif(path: pathlib.Path, frames: np.ndarray, fps: float) -> None:
+    from diffusers.utils import export_to_gif
     from PIL import Image
 
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    export_to_gif([Image.fromarray(f) for f in frames], str(path), fps=fps)
+
+
+def write_video(path: pathlib.Path, frames: np.ndarray, fps: float, gif: bool) -> dict:
+    """The MP4 (and GIF) of one video (f, H, W, 3) uint8. MP4s go through ``media.write_mp4``, not diffusers'
+    ``export_to_video``: that one needs imageio-ffmpeg (not installed here; without it diffusers falls back to
+    OpenCV's MPEG-4 Part 2, which browsers do not play), truncates instead of rounding, and cannot turn x264's
+    macroblock tree off, so the same seed would not give the same file byte for byte (docs/generate.md)."""
+    write_mp4(str(path), frames, fps)
+    written = {"video": str(path)}
+    if gif:
+        write_gif(path.with_suffix(".gif"), frames, fps)
+        written["gif"] = str(path.with_suffix(".gif"))
+    return written
+
+
+def sample_videos(pipe, reference, args, intensities: list[float]) -> list[np.ndarray]:
+    """One video (f, H, W, 3) uint8 per intensity, in batches of ``--batch-size`` (0: all in one call); every video
+    starts from the same noise (one generator per video, each seeded with ``--seed``). Batch-mates agree with
+    single calls only up to float rounding (about 1e-5 in the latents: kernels differ with the batch size), which
+    is why 1 is the default: a video then does not depend on which other intensities were asked with it."""
+    import torch
+
+    from human_motion.model.sampling import frames_to_uint8
+
+    size = args.batch_size if args.batch_size > 0 else len(intensities)
+    videos = []
+    for start in range(0, len(intensities), size):
+        chunk = intensities[start:start + size]
+        out = pipe(reference_face=reference, prompt=args.prompt, action=args.action, intensity=chunk,
+                   num_frames=args.num_frames, height=args.height, width=args.width,
+                   num_inference_steps=args.steps, guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
+                   generator=[torch.Generator().manual_seed(args.seed) for _ in chunk], output_type="np")
+        videos += [frames_to_uint8(v) for v in out.frames]
+    return videos
+
+
+def read_reference_arg(ref: str) -> np.ndarray:
+    from human_motion.media import MediaError
+    from human_motion.model.sampling import read_reference
+
+    path = pathlib.Path(ref)
+    if not path.is_file():
+        raise ConfigError(f"--ref {ref}: no such file; pass a photo with one face (jpg/png)")
+    try:
+        return read_reference(path)
+    except MediaError as e:
+        raise ConfigError(f"--ref {ref}: cannot read the image ({e}); pass a jpg/png/webp photo") from None
 
 
 def run(args) -> int:
-    import torch
+    from PIL import Image
 
-    from human_motion.media import MediaError
-    from human_motion.model.sampling import ReferenceFaceError, read_reference
+    from human_motion.model.sampling import ReferenceFaceError
 
     intensities = parse_intensities(args.intensity)
-    ref_path = pathlib.Path(args.ref)
-    if not ref_path.is_file():
-        raise ConfigError(f"--ref {args.ref}: no such file")
-    try:
-        image = read_reference(ref_path)
-    except MediaError as e:
-        raise ConfigError(f"--ref {args.ref}: cannot read the image ({e})") from None
+    if args.batch_size < 0:
+        raise ConfigError(f"--batch-size must be >= 0 (0: all intensities in one call), got {args.batch_size}")
+    image = read_reference_arg(args.ref)
     videos_out, grid_out = output_paths(args.out, intensities)
     started = time.time()
     pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.cpu_offload, not args.no_vae_slicing,
@@ -188,42 +291,30 @@ def run(args) -> int:
     try:
         reference = pipe.prepare_reference(image, face_check=not args.no_face_check)
     except ReferenceFaceError as e:
-        print(f"hm generate: error: {ref_path}: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{args.ref}: {e}") from None
     written: list[str] = []
     if args.save_reference:
-        import cv2
-
         ref_out = videos_out[0].with_name(f"{videos_out[0].stem}_reference.png")
-        cv2.imwrite(str(ref_out), cv2.cvtColor(reference.aligned, cv2.COLOR_RGB2BGR))
+        Image.fromarray(reference.aligned).save(ref_out)
         written.append(str(ref_out))
-    results = []
-    for value, path in zip(intensities, videos_out):
-        t = time.time()
-        frames = pipe(reference_face=reference, prompt=args.prompt, action=args.action, intensity=value,
-                      num_frames=args.num_frames, height=args.height, width=args.width,
-                      num_inference_steps=args.steps, guidance_scale=args.guidance,
-                      negative_prompt=args.negative_prompt,
-                      generator=torch.Generator().manual_seed(args.seed)).frames  # (f, H, W, 3) uint8
-        write_mp4(str(path), frames, args.fps)
-        entry = {"intensity": value, "video": str(path), "seconds": round(time.time() - t, 3)}
-        if args.gif:
-            write_gif(path.with_suffix(".gif"), frames, args.fps)
-            entry["gif"] = str(path.with_suffix(".gif"))
-        results.append(entry)
-        results[-1]["_frames"] = frames
-        print(f"hm generate: intensity {value:g} -> {path} ({entry['seconds']:.1f} s)", file=sys.stderr)
-    grid = args.grid if args.grid is not None else len(intensities) > 1
-    summary = {"checkpoint": args.checkpoint, "ref": str(ref_path), "prompt": args.prompt, "action": args.action,
-               "seed": args.seed, "device": str(pipe._execution_device), "dtype": str(pipe.dtype).replace("torch.", ""),
-               "videos": [{k: v for k, v in r.items() if k != "_frames"} for r in results], "written": written}
-    if grid:
-        grid_frames = make_grid([r["_frames"] for r in results], [f"intensity {r['intensity']:g}" for r in results])
-        write_mp4(str(grid_out), grid_frames, args.fps)
-        summary["grid"] = str(grid_out)
-        if args.gif:
-            write_gif(grid_out.with_suffix(".gif"), grid_frames, args.fps)
-            summary["grid_gif"] = str(grid_out.with_suffix(".gif"))
+    videos = sample_videos(pipe, reference, args, intensities)
+    seconds = round(time.time() - started, 3)
+    results = [{"intensity": v, **write_video(p, frames, args.fps, args.gif)}
+               for v, p, frames in zip(intensities, videos_out, videos)]
+    for r in results:
+        print(f"hm generate: intensity {r['intensity']:g} -> {r['video']}", file=sys.stderr)
+    summary = {"checkpoint": args.checkpoint, "ref": args.ref, "prompt": args.prompt, "action": args.action,
+               "seed": args.seed, "steps": args.steps or pipe.config.num_inference_steps,
+               "guidance": pipe.config.guidance_scale if args.guidance is None else args.guidance,
+               "device": str(pipe._execution_device), "dtype": str(pipe.dtype).replace("torch.", ""),
+               "videos": results, "written": written, "sampling_seconds": seconds}
+    if args.grid if args.grid is not None else len(intensities) > 1:
+        labels = [f"intensity {v:g}" for v in intensities]
+        summary.update({f"grid_{k}" if k != "video" else "grid": v for k, v in
+                        write_video(grid_out, make_grid(videos, labels), args.fps, args.gif).items()})
+        sheet = grid_out.with_suffix(".png")
+        Image.fromarray(make_contact_sheet(videos, labels)).save(sheet)
+        summary["grid_png"] = str(sheet)
     summary["seconds"] = round(time.time() - started, 3)
     print(json.dumps(summary))
     return 0

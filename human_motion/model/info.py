@@ -1,4 +1,5 @@
-"""``hm model-info --config train``: parameters (trainable and frozen) and forward FLOPs per component.
+"""``hm model-info --config train``: parameters (trainable and frozen) per component, and with ``--flops`` the
+forward FLOPs of each.
 
 Counts come from the same ``load_components`` the trainer uses (so they match what trains); FLOPs from ptflops'
 ``aten`` backend, which counts every matmul/conv the forward really runs (attention included) at the config's
@@ -20,10 +21,19 @@ from human_motion.model.config import TrainConfig
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", default="train", help="config file or packaged name (train, train_tiny)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    parser.add_argument("--no-flops", action="store_true", help="parameters only (FLOPs run each forward once)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from human_motion.model.generate import DefaultsHelpFormatter
+
+    parser.formatter_class = DefaultsHelpFormatter
+    parser.add_argument("--config", default="train", help="config file or packaged name (train, train_tiny, ...)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (default: none)")
+    parser.add_argument("--flops", action="store_true",
+                        help="also count forward FLOPs per component: runs each forward once at the config's "
+                             "frames and resolution (seconds on train_tiny, a GPU-sized machine for train; "
+                             "default: parameters only)")
+    parser.add_argument("--no-flops", action="store_false", dest="flops",
+                        help="parameters only (the default; kept for older scripts)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
 
 
 def _params(module: nn.Module, exclude: set[int] = frozenset()) -> tuple[int, int]:
@@ -58,7 +68,7 @@ def _flops(fn, modules, inputs: dict) -> int:
     return int(2 * macs)  # ptflops counts multiply-accumulates; a MAC is 2 FLOPs
 
 
-def model_info(cfg: TrainConfig, flops: bool = True) -> dict:
+def model_info(cfg: TrainConfig, flops: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         c = load_components(cfg.model, tmp, cfg.train.seed)
     set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules)
@@ -109,12 +119,13 @@ def model_info(cfg: TrainConfig, flops: bool = True) -> dict:
 
 def run(args) -> int:
     cfg = load_config(TrainConfig, resolve_config_path(args.config), args.set)
-    info = model_info(cfg, flops=not args.no_flops)
+    info = model_info(cfg, flops=args.flops)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{'component':32s} {'trainable':>14s} {'frozen':>14s}  GFLOPs (batch 1, "
-          f"{cfg.data.num_frames}x{cfg.data.resolution}x{cfg.data.resolution})")
+    flops = (f"  GFLOPs (batch 1, {cfg.data.num_frames}x{cfg.data.resolution}x{cfg.data.resolution})"
+             if args.flops else "")
+    print(f"{'component':32s} {'trainable':>14s} {'frozen':>14s}{flops}")
     for name, row in info.items():
         g = ", ".join(f"{k.removeprefix('gflops').strip('_') or 'forward'} {v:.4g}" if isinstance(v, float) else str(v)
                       for k, v in row.items() if k.startswith("gflops"))

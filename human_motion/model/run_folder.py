@@ -68,6 +68,24 @@ def prepare_run(out: pathlib.Path, resume: str | None, overwrite: bool) -> pathl
     return None
 
 
+def check_same_model(cfg, saved: pathlib.Path) -> None:
+    """``--resume`` with a config whose model differs from the run's would load weights of other shapes (or train
+    another model on top of these): refuse it, naming the first difference."""
+    from human_motion.config import to_dict
+
+    try:
+        before = json.loads(saved.read_text()).get("model", {})
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(f"{saved}: not readable as the run's config; start the run again with --overwrite") from None
+    now = to_dict(cfg)["model"]
+    changed = [k for k in now if k in before and before[k] != now[k]]
+    if changed:
+        k = changed[0]
+        raise ConfigError(f"{saved.parent}: the run was trained with model.{k}={before[k]!r}, this command gives "
+                          f"{now[k]!r}; resume without --config (the run's own config.json is used), or start a new "
+                          "run (another --out, or --overwrite)")
+
+
 def remove_run(out: pathlib.Path) -> None:
     """``--overwrite``: delete what a run writes, and nothing else in the folder."""
     for name in run_entries(out):
@@ -104,6 +122,11 @@ def save_checkpoint(accelerator, out: pathlib.Path, step: int, data_slot: int, l
     return path
 
 
+def error_line(e: BaseException) -> str:
+    """An exception as one short line (loaders raise multi-line messages; a refusal is one line)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
 def load_checkpoint(accelerator, checkpoint: pathlib.Path) -> tuple[int, int]:
     """Restore weights, optimizer, scheduler and RNG; returns (step, data slot). A damaged or foreign checkpoint
     (pickles where tensors belong, a truncated file, another model's weights) is refused in one line."""
@@ -114,8 +137,7 @@ def load_checkpoint(accelerator, checkpoint: pathlib.Path) -> tuple[int, int]:
         state = json.loads((checkpoint / STATE_FILE.format(rank=accelerator.process_index)).read_text())
         return int(state["step"]), int(state["data_slot"])
     except (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(f"{checkpoint}: cannot be resumed ({type(e).__name__}: {detail}); it is damaged or was "
+        raise ConfigError(f"{checkpoint}: cannot be resumed ({error_line(e)}); it is damaged or was "
                           "not written by this config's `hm train`: resume from an earlier checkpoint "
                           "(--resume RUN/checkpoints/checkpoint-N) or start again with --overwrite") from None
 

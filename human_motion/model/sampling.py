@@ -1,39 +1,54 @@
-"""``MotionCharacterPipeline``: a reference face, a prompt, an action phrase and an intensity in, a video out.
+"""``MotionCharacterPipeline``: a reference face, prompts, action phrases and intensities in, videos out.
 
-A diffusers ``DiffusionPipeline`` with one ``__call__`` (diffusers argument names), loaded from a folder saved by
-``hm train`` (the run folder, one of its ``checkpoints/checkpoint-N``, or its ``adapter/``)::
+A diffusers ``DiffusionPipeline`` with one ``__call__`` (diffusers argument names and output conventions, as
+``AnimateDiffPipeline``), loaded from a run folder of ``hm train`` (or one of its ``checkpoints/checkpoint-N``, or
+its ``adapter/``) or from a folder written by ``save_pretrained``::
 
-    pipe = MotionCharacterPipeline.from_pretrained("runs/mc")
-    pipe.to("cuda", torch.float16)                     # fp32 on the CPU unless .to() says otherwise
-    out = pipe(reference_image=rgb, prompt="a woman in a park", action="smiling", intensity=5.0,
+    pipe = MotionCharacterPipeline.from_pretrained("runs/mc")      # or a save_pretrained folder
+    pipe.to("cuda", torch.float16)                                  # fp32 on the CPU unless .to() says otherwise
+    out = pipe(reference_image=rgb, prompt="a woman in a park", action="smiling", intensity=[0, 5, 10],
                generator=torch.Generator().manual_seed(0))
-    out.frames                                          # (num_frames, height, width, 3) uint8
+    export_to_video(out.frames[0], "i0.mp4", fps=4)                # frames[i]: video i, PIL images by default
 
-The reference face is found and aligned by the build's own stages (``stages/decode.py`` picks the main face,
-scores second faces and crops; ``stages/faces.py`` aligns it and embeds the identity), so the model sees the
-same kind of reference crop and embedding it was trained on; no face or several faces raise
-:class:`ReferenceFaceError`. Sampling is the DDIM + classifier-free-guidance loop of ``validation.sample_clips``:
-the unconditional branch drops text and identity and keeps action and intensity (what the dropouts train).
+The reference face is found and aligned by the build's own stages (``model/reference.py``); no face or several
+faces raise :class:`ReferenceFaceError`. Sampling is the DDIM + classifier-free-guidance loop of
+``validation.sample_clips``: the unconditional branch drops text and identity and keeps action and intensity (what
+the dropouts train). Loading and saving: ``model/pipeline_loading.py``; outputs: ``model/pipeline_output.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import pathlib
-from typing import Any
+import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
+from diffusers.video_processor import VideoProcessor
 
 from human_motion.config import ConfigError
-from human_motion.model.components import decode_latents, encode_clip_image, encode_text, load_unet_weights
+from human_motion.model.components import decode_latents, encode_clip_image, encode_text
 from human_motion.model.conditioning import MotionCharacterModel, unconditional
 from human_motion.model.noise import with_shared
+from human_motion.model.pipeline_loading import (  # noqa: F401 - find_run_dir re-exported
+    PAPER_DEFAULTS,
+    check_pipeline_file,
+    class_name_entry,
+    components_from_run,
+    find_run_dir,
+    is_saved_pipeline,
+    load_error,
+    write_pipeline_file,
+)
+from human_motion.model.pipeline_output import (  # noqa: F401 - re-exported: callers import them from here
+    MotionCharacterPipelineOutput,
+    broadcast_batch,
+    check_output_type,
+    frames_to_uint8,
+    postprocess,
+)
 from human_motion.model.reference import (  # noqa: F401 - re-exported: callers import them from here
     ReferenceFace,
     ReferenceFaceError,
@@ -43,10 +58,11 @@ from human_motion.model.reference import (  # noqa: F401 - re-exported: callers 
 )
 
 # The paper's sampling settings (Sec. 4.1): 16 frames at 512x512, 30 DDIM steps, guidance 8.0.
-PAPER_NUM_FRAMES = 16
-PAPER_SIZE = 512
-PAPER_STEPS = 30
-PAPER_GUIDANCE = 8.0
+PAPER_NUM_FRAMES = PAPER_DEFAULTS["num_frames"]
+PAPER_SIZE = PAPER_DEFAULTS["resolution"]
+PAPER_STEPS = PAPER_DEFAULTS["num_inference_steps"]
+PAPER_GUIDANCE = PAPER_DEFAULTS["guidance_scale"]
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 @torch.no_grad()
@@ -74,45 +90,14 @@ def denoise(model, scheduler, cond: dict, uncond: dict | None, noise: torch.Tens
     return latents
 
 
-@dataclasses.dataclass
-class MotionCharacterPipelineOutput(BaseOutput):
-    """``frames``: (num_frames, height, width, 3) uint8 (``output_type="np"``) or (num_frames, 3, height, width)
-    float in [0, 1] (``"pt"``). ``reference_face``: the aligned reference crop the model saw, (S, S, 3) uint8."""
-
-    frames: Any
-    reference_face: np.ndarray | None = None
-
-
-def find_run_dir(path: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
-    """(run folder with the resolved ``config.json``, adapter folder) for a run folder, a checkpoint folder
-    (``runs/x/checkpoints/checkpoint-N``) or an adapter folder (``runs/x/adapter``)."""
-    path = pathlib.Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError(f"checkpoint {path} does not exist; pass a run folder saved by `hm train`")
-    if (path / "adapter").is_dir():
-        adapter = path / "adapter"
-    elif (path / "diffusion_pytorch_model.safetensors").is_file():
-        adapter = path
-    else:
-        raise ConfigError(f"{path} has no adapter/ folder; pass a run folder saved by `hm train` (or one of its "
-                          "checkpoints/checkpoint-N)")
-    for run in [path, *list(path.parents)[:3]]:
-        cfg = run / "config.json"
-        if cfg.is_file():
-            try:
-                data = json.loads(cfg.read_text())
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, dict) and "model" in data and "train" in data:
-                return run, adapter
-    raise ConfigError(f"no training config.json (written by `hm train`) in {path} or the folders above it")
-
-
 class MotionCharacterPipeline(DiffusionPipeline):
     """Text + reference face + action phrase + intensity -> video, with AnimateDiff + the MotionCharacter adapter.
 
-    Components: ``vae``, ``text_encoder``, ``tokenizer``, ``image_encoder``, ``unet`` (``UNetMotionModel`` with the
-    adapter's processors installed), ``adapter`` (``MotionCharacterAdapter``), ``scheduler`` (DDIM).
+    Components: ``vae``, ``text_encoder``, ``tokenizer``, ``image_encoder``, ``unet`` (``UNetMotionModel``; the
+    adapter's processors are installed in it when the pipeline is built), ``adapter`` (``MotionCharacterAdapter``),
+    ``scheduler`` (DDIM). The other ``__init__`` arguments are the pipeline's settings, kept in ``model_index.json``:
+    the training size and noise prior the defaults follow, the sampling defaults, and how the reference face is
+    found and embedded (the build's ``id_embedding_kind`` embedder, ``face_detector``, ``hm build`` settings).
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
@@ -120,53 +105,103 @@ class MotionCharacterPipeline(DiffusionPipeline):
     # encoder_hidden_states); they are small and stay on the accelerator.
     _exclude_from_cpu_offload = ["adapter"]  # noqa: RUF012 - diffusers' own attribute is a list
 
-    def __init__(self, vae, text_encoder, tokenizer, image_encoder, unet, adapter, scheduler):
+    def __init__(self, vae, text_encoder, tokenizer, image_encoder, unet, adapter, scheduler,
+                 num_frames: int = PAPER_NUM_FRAMES, resolution: int = PAPER_SIZE, face_size: int = 112,
+                 noise_frame_correlation: float = 0.0, num_inference_steps: int = PAPER_STEPS,
+                 guidance_scale: float = PAPER_GUIDANCE, id_embedding_kind: str | None = None,
+                 face_detector: str | None = None, insightface_root: str | None = None,
+                 face_overrides: list[str] | tuple[str, ...] = ()):
         super().__init__()
+        adapter.install(unet)  # a UNet loaded on its own (save_pretrained's unet/) has diffusers' processors
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, image_encoder=image_encoder,
                               unet=unet, adapter=adapter, scheduler=scheduler)
-        self.train_config: dict = {}
-        self.reference_faces: ReferenceFaces | None = None
+        self.register_to_config(
+            num_frames=int(num_frames), resolution=int(resolution), face_size=int(face_size),
+            noise_frame_correlation=float(noise_frame_correlation), num_inference_steps=int(num_inference_steps),
+            guidance_scale=float(guidance_scale), id_embedding_kind=id_embedding_kind, face_detector=face_detector,
+            insightface_root=insightface_root, face_overrides=list(face_overrides),
+        )
+        self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+        self.reference_faces: ReferenceFaces | None = None  # made on first use, from the settings above
+        self.train_config: dict = {}  # the run's resolved config, when loaded from a run folder
 
-    # ---------------------------------------------------------------------------------------------------- loading
+    # ---------------------------------------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, face_detector: str | None = None,
-                        insightface_root: str | None = None, torch_dtype: torch.dtype | None = None,
-                        face_overrides: list[str] | tuple[str, ...] = (), **kwargs) -> MotionCharacterPipeline:
-        """Load a folder saved by ``hm train``: its resolved ``config.json`` names the base weights (rebuilt with the
-        run's seed for ``tiny``/``random-sd15``), ``adapter/`` the new weights, ``motion_modules/`` (if present)
-        trained motion modules and ``unet/`` (if present, from ``model.train_unet``) a whole trained UNet.
-        ``face_detector`` overrides the build's detector (mediapipe);
-        ``insightface_root`` is the model pack for ArcFace-trained (``arcface``) checkpoints; ``face_overrides`` are
-        ``hm build`` settings for the reference face (``["faces.insightface_pack=antelopev2"]``)."""
-        from human_motion.config import _build
-        from human_motion.model.components import load_components
-        from human_motion.model.config import TrainConfig
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> MotionCharacterPipeline:
+        """A folder of ``save_pretrained`` (``model_index.json``; diffusers' loader, safetensors only), a run folder
+        of ``hm train`` (its ``checkpoints/checkpoint-N`` or ``adapter/`` too), or a Hub id. Keywords: the
+        ``__init__`` settings (``face_detector="dlib"``, ``insightface_root=`` the model pack of ArcFace-trained
+        checkpoints, ``face_overrides=["faces.insightface_pack=antelopev2"]``, ...) and ``torch_dtype``; for saved
+        folders and Hub ids, diffusers' own ``from_pretrained`` keywords."""
+        settings = cls._get_signature_keys(cls)[1]
+        # None or empty: not given (the CLI passes its unset options), so the saved or run's settings stay.
+        kwargs = {k: v for k, v in kwargs.items() if k not in settings or (v is not None and v != [] and v != ())}
+        path = pathlib.Path(pretrained_model_name_or_path).expanduser()
+        if not is_saved_pipeline(path) and (path.exists() or not _HUB_ID.fullmatch(str(path))):
+            return cls._from_run(path, **kwargs)
+        kwargs.setdefault("use_safetensors", True)  # never a pickle, whatever the folder or repo holds
+        if not path.exists():  # a Hub repo: diffusers downloads it and asks for trust_remote_code itself
+            from huggingface_hub import constants
 
-        if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        run, adapter_dir = find_run_dir(pretrained_model_name_or_path)
-        data = json.loads((run / "config.json").read_text())
-        cfg = _build(TrainConfig, data)
-        model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
-        c = load_components(model_cfg, run, seed=cfg.train.seed)
-        unet_dir = adapter_dir.parent / "unet"
-        if unet_dir.is_dir() and not getattr(cfg.model, "unet", None):
-            load_unet_weights(c.unet, unet_dir)  # a run with model.train_unet: its whole UNet trained
-        motion_dir = adapter_dir.parent / "motion_modules"
-        if motion_dir.is_dir():
-            from diffusers import MotionAdapter
+            if constants.HF_HUB_OFFLINE:  # no fetch to try: say what is missing without diffusers' retry lines
+                raise ConfigError(f"checkpoint {path} does not exist (and HF_HUB_OFFLINE is set, so it is not looked "
+                                  "up on the Hub); pass a run folder saved by `hm train` or a folder saved by "
+                                  "`save_pretrained`")
+            try:
+                return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            except OSError as e:  # offline, no such repo, or a local folder that is not there ("runs/mc")
+                raise ConfigError(f"checkpoint {path} does not exist here and could not be fetched as a Hub repo "
+                                  f"({type(e).__name__}); pass a run folder saved by `hm train` or a folder saved by "
+                                  "`save_pretrained`") from None
+        trusted = check_pipeline_file(path)  # our two-line pipeline.py, or none: no code from the folder runs
+        try:
+            pipe = super().from_pretrained(str(path), trust_remote_code=trusted, **kwargs)
+        except (OSError, RuntimeError, ValueError) as e:  # truncated or pickled weights, missing files
+            raise load_error(path, e) from None
+        pipe.checkpoint_path = str(path)
+        return pipe
 
-            c.unet.load_motion_modules(MotionAdapter.from_pretrained(motion_dir, use_safetensors=True))
+    @classmethod
+    def _from_run(cls, path: pathlib.Path, torch_dtype: torch.dtype | None = None, **settings):
+        from safetensors import SafetensorError
+
+        try:
+            c, run_settings, data = components_from_run(path)
+        except (OSError, SafetensorError) as e:
+            raise load_error(path, e) from None
+        unknown = sorted(set(settings) - set(cls._get_signature_keys(cls)[1]))
+        if unknown:
+            raise TypeError(f"unexpected arguments {unknown}")
+        pipe = cls(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter, c.noise_scheduler,
+                   **{**run_settings, **settings})
         c.unet.eval()
         c.adapter.eval()
-        pipe = cls(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter, c.noise_scheduler)
         pipe.train_config = data
-        pipe.reference_faces = ReferenceFaces(cfg.model.id_embedding_kind, face_detector, insightface_root,
-                                              face_overrides)
-        pipe.checkpoint_path = str(pathlib.Path(pretrained_model_name_or_path))
+        pipe.checkpoint_path = str(path)
         if torch_dtype is not None:
             pipe.to(dtype=torch_dtype)
         return pipe
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, **kwargs) -> None:
+        """A standard diffusers folder: ``model_index.json`` (with the settings), one subfolder per component in
+        safetensors (``unet/`` without the adapter's processors, which ``adapter/`` holds), and ``pipeline.py`` so
+        that ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` finds this class."""
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        if not safe_serialization:
+            raise ValueError("MotionCharacterPipeline saves safetensors only (safe_serialization=True)")
+        write_pipeline_file(pathlib.Path(save_directory))  # first, so that push_to_hub=True uploads it too
+        processors = dict(self.unet.attn_processors)
+        ours = {f"{name}.processor" for name, _, _ in self.adapter.config.layers}
+        self.unet.set_attn_processor({k: AttnProcessor2_0() if k in ours else p for k, p in processors.items()})
+        try:
+            super().save_pretrained(str(save_directory), safe_serialization=True, **kwargs)  # diffusers splits it
+        finally:
+            self.unet.set_attn_processor(processors)
+
+    def to_json_string(self) -> str:
+        """``model_index.json`` (``save_config`` writes this) with ``_class_name`` = ``["pipeline", class]``."""
+        return class_name_entry(super().to_json_string())
 
     # --------------------------------------------------------------------------------------------- memory savers
     def enable_vae_slicing(self):
@@ -180,16 +215,16 @@ class MotionCharacterPipeline(DiffusionPipeline):
     @property
     def default_num_frames(self) -> int:
         """The run's training clip length (the paper's 16 for the paper's recipe)."""
-        return int(self.train_config.get("data", {}).get("num_frames", PAPER_NUM_FRAMES))
+        return int(self.config.num_frames)
 
     @property
     def default_size(self) -> int:
         """The run's training resolution (the paper's 512 for the paper's recipe)."""
-        return int(self.train_config.get("data", {}).get("resolution", PAPER_SIZE))
+        return int(self.config.resolution)
 
     @property
     def face_size(self) -> int:
-        return int(self.train_config.get("data", {}).get("face_size", 112))
+        return int(self.config.face_size)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -199,8 +234,9 @@ class MotionCharacterPipeline(DiffusionPipeline):
     def prepare_reference(self, reference_image, face_check: bool = True) -> ReferenceFace:
         """Find, align and embed the face of ``reference_image`` (array, PIL image or path) as the build does."""
         if self.reference_faces is None:
-            kind = "dlib" if self.adapter.config.id_dim == 128 else "arcface"
-            self.reference_faces = ReferenceFaces(kind)
+            kind = self.config.id_embedding_kind or ("dlib" if self.adapter.config.id_dim == 128 else "arcface")
+            self.reference_faces = ReferenceFaces(kind, self.config.face_detector, self.config.insightface_root,
+                                                  self.config.face_overrides)
         return self.reference_faces(_to_rgb_array(reference_image), face_check=face_check)
 
     def reference_tensor(self, ref: ReferenceFace) -> torch.Tensor:
@@ -210,28 +246,34 @@ class MotionCharacterPipeline(DiffusionPipeline):
         return F.interpolate(face, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
 
     @torch.no_grad()
-    def encode_conditions(self, ref: ReferenceFace, prompt: str, action: str, intensity: float,
-                          device, dtype) -> dict:
-        """The keys of ``conditioning.encode_conditions`` for one sample: text (1, 77, d), id (1, D), clip image
-        tokens (1, l, clip_dim), action tokens (1, n_a, d), intensity (1,)."""
-        tok = self.tokenizer
-        text = encode_text(tok, self.text_encoder, [prompt], tok.model_max_length)
-        action_embeds = encode_text(tok, self.text_encoder, [action], self.adapter.config.num_action_tokens)
-        face = self.reference_tensor(ref)[None].to(device)
-        clip = encode_clip_image(self.image_encoder, face)
+    def encode_conditions(self, ref: ReferenceFace, prompt, action, intensity, device, dtype) -> dict:
+        """The keys of ``conditioning.encode_conditions`` for a batch of b videos of one identity (``prompt``,
+        ``action``, ``intensity``: single values or lists of b): text (b, 77, d), id (b, D), clip image tokens
+        (b, l, clip_dim), action tokens (b, n_a, d), intensity (b,)."""
+        prompts, actions, intensities = broadcast_batch(prompt, action, intensity)
+        b, tok = len(prompts), self.tokenizer
+        text = encode_text(tok, self.text_encoder, prompts, tok.model_max_length)
+        action_embeds = encode_text(tok, self.text_encoder, actions, self.adapter.config.num_action_tokens)
+        clip = encode_clip_image(self.image_encoder, self.reference_tensor(ref)[None].to(device))  # (1, l, c)
         return {
             "text_embeds": text.to(device, dtype),
-            "id_embeds": torch.from_numpy(ref.embedding)[None].to(device, dtype),
-            "clip_embeds": clip.to(device, dtype),
+            "id_embeds": torch.from_numpy(ref.embedding)[None].expand(b, -1).to(device, dtype),
+            "clip_embeds": clip.expand(b, -1, -1).to(device, dtype),
             "action_embeds": action_embeds.to(device, dtype),
-            "intensity": torch.tensor([float(intensity)], device=device, dtype=torch.float32),
+            "intensity": torch.tensor(intensities, device=device, dtype=torch.float32),
         }
 
-    def check_inputs(self, prompt, action, intensity, num_frames, height, width, num_inference_steps):
-        if not isinstance(prompt, str) or not isinstance(action, str):
-            raise TypeError("prompt and action must be strings (one video per call)")
-        if not np.isfinite(float(intensity)) or float(intensity) < 0:
-            raise ValueError(f"intensity must be a finite number >= 0, got {intensity}")
+    def encode_unconditional(self, cond: dict, negative_prompt, device, dtype) -> dict:
+        """The guidance branch of ``cond``: the empty text (or ``negative_prompt``, one or one per video), no
+        identity; action and intensity kept."""
+        b, tok = cond["text_embeds"].shape[0], self.tokenizer
+        negative = [negative_prompt or ""] if not isinstance(negative_prompt, (list, tuple)) else negative_prompt
+        if len(negative) not in (1, b):
+            raise ValueError(f"negative_prompt has {len(negative)} entries for {b} videos; give one, or one per video")
+        empty = encode_text(tok, self.text_encoder, list(negative), tok.model_max_length)
+        return unconditional(cond, empty.to(device, dtype))
+
+    def check_inputs(self, num_frames, height, width, num_inference_steps, num_videos_per_prompt, output_type):
         multiple = 8
         if height % multiple or width % multiple or height <= 0 or width <= 0:
             raise ValueError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
@@ -241,87 +283,80 @@ class MotionCharacterPipeline(DiffusionPipeline):
                              f"encoding), got {num_frames}")
         if num_inference_steps < 1:
             raise ValueError("num_inference_steps must be >= 1")
+        if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be an integer >= 1, got {num_videos_per_prompt!r}")
+        check_output_type(output_type)
+
+    def prepare_latents(self, batch_size: int, num_frames: int, height: int, width: int, generator, latents,
+                        device) -> torch.Tensor:
+        """The initial noise (b, c, f, h, w), fp32: ``latents`` if given, else drawn with ``generator`` (one, or
+        one per video) with the noise prior the run was trained with (``model/noise.py``)."""
+        shape = (batch_size, self.vae.config.latent_channels, num_frames, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"latents must have the shape {shape} for these inputs, got {tuple(latents.shape)}")
+            return latents.to(device, torch.float32)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"{len(generator)} generators for {batch_size} videos; give one, or one per video")
+        latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        rho = float(self.config.noise_frame_correlation)
+        if rho:
+            shared = randn_tensor((*shape[:2], 1, *shape[3:]), generator=generator, device=device,
+                                  dtype=torch.float32)
+            latents = with_shared(latents, shared, rho)
+        return latents
 
     # ---------------------------------------------------------------------------------------------- sampling
     @torch.no_grad()
-    def __call__(
-        self,
-        reference_image=None,
-        prompt: str = "",
-        action: str = "",
-        intensity: float = 0.0,
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = PAPER_STEPS,
-        guidance_scale: float = PAPER_GUIDANCE,
-        negative_prompt: str | None = None,
-        generator: torch.Generator | None = None,
-        latents: torch.Tensor | None = None,
-        output_type: str = "np",
-        return_dict: bool = True,
-        face_check: bool = True,
-        reference_face: ReferenceFace | None = None,
-    ):
-        """Sample one video.
+    def __call__(self, reference_image=None, prompt="", action="", intensity=0.0, num_frames: int | None = None,
+                 height: int | None = None, width: int | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, negative_prompt=None, num_videos_per_prompt: int = 1,
+                 generator=None, latents: torch.Tensor | None = None, output_type: str = "pil",
+                 return_dict: bool = True, face_check: bool = True, reference_face: ReferenceFace | None = None):
+        """Sample ``len(batch) * num_videos_per_prompt`` videos of one identity in one batch.
 
         Args:
             reference_image: the identity, an RGB uint8 array (H, W, 3), a PIL image or a path; its one face is
                 found and aligned like the build's reference faces (``face_check=False``: the image is already an
                 aligned face crop). ``reference_face`` (from :meth:`prepare_reference`) skips that step.
-            prompt: the scene and appearance. action: the action phrase ("smiling", "turning head left").
-            intensity: motion intensity (the shards' optical-flow scale, 0 = static; trained range
-                0..``adapter.config.max_intensity``).
+            prompt, action, intensity: the scene, the action phrase ("smiling") and the motion intensity (the
+                shards' optical-flow scale, 0 = static; trained range 0..``adapter.config.max_intensity``); each one
+                value or a list, lists of one length: one video per entry (``intensity=[0, 5, 10, 20]``).
             num_frames, height, width: default to the run's training size (16 x 512 x 512 in the paper).
-            num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance (paper: 30, 8.0); the
-                unconditional branch drops the text (``negative_prompt`` if given) and the identity, keeping the
-                action and intensity.
-            generator: a torch.Generator (CPU generators work with any device) for repeatable results.
-            output_type: "np" (uint8 frames) or "pt" (float frames in [0, 1]).
+            num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance; default to the run's
+                (``sampling`` in its config), else the paper's 30 and 8.0. The unconditional branch drops the text
+                (``negative_prompt`` if given) and the identity, keeping the action and intensity.
+            num_videos_per_prompt: videos per entry, consecutive in ``frames``.
+            generator: a torch.Generator (CPU generators work with any device), or one per video (the same seed
+                in each: the same noise for every entry, so only the inputs differ).
+            output_type: "pil" (default), "np", "pt" or "latent"; ``out.frames[i]`` is video i (see
+                ``pipeline_output``).
         """
-        num_frames = num_frames or self.default_num_frames
-        height = height or self.default_size
-        width = width or self.default_size
-        self.check_inputs(prompt, action, intensity, num_frames, height, width, num_inference_steps)
-        if output_type not in ("np", "pt"):
-            raise ValueError(f"output_type must be 'np' or 'pt', got {output_type!r}")
+        prompts, actions, intensities = broadcast_batch(prompt, action, intensity)
+        num_frames, height, width = (num_frames or self.default_num_frames, height or self.default_size,
+                                     width or self.default_size)
+        steps = num_inference_steps or self.config.num_inference_steps
+        guidance_scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        self.check_inputs(num_frames, height, width, steps, num_videos_per_prompt, output_type)
         if reference_face is None:
             if reference_image is None:
                 raise ValueError("reference_image is required (a photo with one face)")
             reference_face = self.prepare_reference(reference_image, face_check=face_check)
 
-        device = self._execution_device
-        dtype = self.unet.dtype
-        cond = self.encode_conditions(reference_face, prompt, action, intensity, device, dtype)
-        b = 1
-        uncond = None
-        if guidance_scale > 1.0:
-            tok = self.tokenizer
-            empty = encode_text(tok, self.text_encoder, [negative_prompt or ""], tok.model_max_length)
-            uncond = unconditional(cond, empty.to(device, dtype))
-
-        scheduler = self.scheduler
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (b, self.vae.config.latent_channels, num_frames, height // self.vae_scale_factor,
-                 width // self.vae_scale_factor)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-            rho = float(self.train_config.get("model", {}).get("noise_frame_correlation", 0.0))
-            if rho:  # the noise prior the run was trained with (model/noise.py)
-                shared = randn_tensor((*shape[:2], 1, *shape[3:]), generator=generator, device=device,
-                                      dtype=torch.float32)
-                latents = with_shared(latents, shared, rho)
+        device, dtype = self._execution_device, self.unet.dtype
+        cond = self.encode_conditions(reference_face, prompts, actions, intensities, device, dtype)
+        cond = {k: v.repeat_interleave(num_videos_per_prompt, dim=0) for k, v in cond.items()}  # (b * n, ...)
+        uncond = self.encode_unconditional(cond, negative_prompt, device, dtype) if guidance_scale > 1.0 else None
+        self.scheduler.set_timesteps(steps, device=device)
+        noise = self.prepare_latents(len(cond["intensity"]), num_frames, height, width, generator, latents, device)
         model = MotionCharacterModel(self.unet, self.adapter)  # what training and validation call
-        with self.progress_bar(total=len(scheduler.timesteps)) as bar:
-            latents = denoise(model, scheduler, cond, uncond, latents.to(device, torch.float32), guidance_scale,
-                              dtype=dtype, callback=lambda i, t: bar.update())
-
-        video = ((decode_latents(self.vae, latents).float() + 1) / 2).clamp(0, 1)[0]  # (f, 3, H, W)
+        with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
+            latents = denoise(model, self.scheduler, cond, uncond, noise, guidance_scale, dtype=dtype,
+                              callback=lambda i, t: bar.update())
+        frames = latents if output_type == "latent" else postprocess(
+            self.video_processor, decode_latents(self.vae, latents), output_type)
         self.maybe_free_model_hooks()
-        if output_type == "np":
-            video = (video.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)  # (f, H, W, 3)
-        else:
-            video = video.cpu()
         if not return_dict:
-            return (video,)
-        return MotionCharacterPipelineOutput(frames=video, reference_face=reference_face.aligned)
+            return (frames,)
+        return MotionCharacterPipelineOutput(frames=frames, reference_face=reference_face.aligned)

@@ -32,8 +32,8 @@ from human_motion.model.config import DefaultsHelpFormatter, TrainConfig, packag
 from human_motion.model.data import get_dataset
 from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
 from human_motion.model.noise import video_noise
-from human_motion.model.run_folder import (load_checkpoint, prepare_run, register_hooks, remove_run, run_entries,
-                                           save_checkpoint, save_trained)
+from human_motion.model.run_folder import (check_same_model, error_line, load_checkpoint, prepare_run, register_hooks, remove_run,
+                                           run_entries, save_checkpoint, save_trained)
 from human_motion.model.tracking import PROJECT, Progress, RunLog, flat_config, resolve_trackers
 from human_motion.model.validation import target_for, validate
 
@@ -43,8 +43,9 @@ WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloa
 def add_arguments(parser) -> None:
     parser.formatter_class = DefaultsHelpFormatter
     parser.add_argument("shards", nargs="?", help="folder of WebDataset shards from `hm build` (not for synthetic)")
-    parser.add_argument("--config", default="train",
-                        help=f"config file or packaged name ({', '.join(packaged_configs('train'))})")
+    parser.add_argument("--config", default=None,
+                        help=f"config file or packaged name ({', '.join(packaged_configs('train'))}) (default: train; "
+                        "with --resume the run's own config.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. train.max_train_steps=100")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, logs, samples, final adapter")
@@ -55,7 +56,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(TrainConfig, resolve_config_path(args.config), args.set)
+    saved = pathlib.Path(args.out) / "config.json"
+    resuming = bool(args.resume) and saved.is_file()
+    config = args.config or (str(saved) if resuming else "train")
+    cfg = load_config(TrainConfig, resolve_config_path(config), args.set)
+    if resuming:
+        check_same_model(cfg, saved)
     summary = train(cfg, args.shards, args.out, args.resume, args.overwrite)
     print(json.dumps(summary))
     return 0
@@ -111,9 +117,8 @@ def build_model(cfg: TrainConfig, out: pathlib.Path, device, weight_dtype):
     try:
         c = load_components(cfg.model, out, cfg.train.seed)
     except (OSError, SafetensorError) as e:  # a missing, truncated or foreign weights file: diffusers names it
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(f"cannot load the model ({type(e).__name__}: {detail}); check model.pretrained_model_"
-                          "name_or_path, model.motion_adapter, model.image_encoder, model.unet and model.adapter") from None
+        raise ConfigError(f"cannot load the model ({error_line(e)}); check model.pretrained_model_name_or_path, "
+                          "model.motion_adapter, model.image_encoder, model.unet and model.adapter") from None
     params = set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules, cfg.model.train_unet)
     if cfg.train.gradient_checkpointing:
         c.unet.enable_gradient_checkpointing()
@@ -175,6 +180,12 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     accelerator, checkpoint = start_run(cfg, out, resume, overwrite)
     device, seed, rank = accelerator.device, cfg.train.seed, accelerator.process_index
     weight_dtype = WEIGHT_DTYPES[cfg.train.mixed_precision]
+    # The data first: unreadable shards should stop the run before gigabytes of base weights load.
+    data_kwargs = dict(rank=rank, world_size=accelerator.num_processes, num_threads=cfg.train.dataloader_num_workers)
+    dataset = get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs)
+    # Fixed validation batch: the first batch of the run, same in a resumed run.
+    fixed_batch = next(get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs).batches(
+        cfg.train.train_batch_size))[0]
     c, face_embedder, model, params = build_model(cfg, out, device, weight_dtype)
     register_hooks(accelerator, cfg.model.train_unet, cfg.model.train_motion_modules)
     optimizer, lr_scheduler = make_optimizer(cfg, params, accelerator.num_processes)
@@ -183,14 +194,9 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
     step, data_slot = load_checkpoint(accelerator, checkpoint) if checkpoint else (0, 0)
     # TensorBoard hides the events a killed run logged past the checkpoint (purge_step), as train.jsonl drops them.
     accelerator.init_trackers(PROJECT, config=flat_config(to_dict(cfg)),
-                              init_kwargs={"tensorboard": {"purge_step": step + 1}} if step else {})
+                              init_kwargs={"tensorboard": {"purge_step": step + 1}} if resume else {})
     log = RunLog(accelerator, out / "logs" / "train.jsonl", step)
 
-    data_kwargs = dict(rank=rank, world_size=accelerator.num_processes, num_threads=cfg.train.dataloader_num_workers)
-    dataset = get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs)
-    # Fixed validation batch: the first batch of the run, same in a resumed run.
-    fixed_batch = next(get_dataset(cfg.data, cfg.model, shards, seed, **data_kwargs).batches(
-        cfg.train.train_batch_size))[0]
     if step == 0:
         validate(accelerator, model, c, fixed_batch, cfg, out, 0, log, weight_dtype)
     progress = Progress(cfg.train.max_train_steps, step, accelerator.is_main_process, cfg.train.progress_every_s)

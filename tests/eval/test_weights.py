@@ -47,3 +47,26 @@ def test_a_missing_local_model_folder_is_a_config_error(tmp_path):
         hf_model(str(tmp_path / "clip"), "CLIP model", "clip.model")
     (tmp_path / "clip").mkdir()
     assert hf_model(str(tmp_path / "clip"), "CLIP model", "clip.model") == (str(tmp_path / "clip"), True)
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path_factory, tmp_path, capsys):
+    """`hm eval --protocol` on a run whose adapter weights were cut short."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from human_motion.cli import main
+    from tests.model.tiny_run import tiny_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run(tmp_path_factory), run)
+    weights = run / "adapter" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    (tmp_path / "refs").mkdir()
+    cv2.imwrite(str(tmp_path / "refs" / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "prompts.txt").write_text("a person\tsmiling\n")
+    rc = main(["eval", "--protocol", "--checkpoint", str(run), "--refs", str(tmp_path / "refs"),
+               "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"hm eval: error: --checkpoint {run}: cannot be loaded")

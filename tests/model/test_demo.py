@@ -98,3 +98,58 @@ def test_page_in_headless_chromium_returns_a_video(pipe, tmp_path):
     assert len(written) == 1 and written[0].name.endswith("_i5_s0.mp4")
     with av.open(str(written[0])) as container:
         assert sum(1 for _ in container.decode(video=0)) == 4
+
+
+def test_an_unreadable_upload_is_a_message_without_the_server_path(pipe, tmp_path):
+    """gradio's own error for a file it cannot open names where it saved the upload; the page's does not."""
+    from gradio.data_classes import ImageData
+
+    from human_motion.model.demo import UNREADABLE_UPLOAD, build_demo
+
+    bad = tmp_path / "gradio" / "0123abcd" / "face.jpg"  # where gradio keeps an upload on the server
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    payload = ImageData(path=str(bad), orig_name="face.jpg")
+    with pytest.raises(Exception) as plain:
+        gr.Image(type="numpy").preprocess(payload)
+    assert str(bad) in str(plain.value)  # what the page showed before
+    demo = build_demo(pipe, tmp_path / "videos")
+    reference = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "reference")
+    assert reference.get_block_name() == "image"  # drawn as gradio's Image on the page
+    with pytest.raises(gr.Error) as e:
+        reference.preprocess(payload)
+    assert e.value.message == UNREADABLE_UPLOAD and str(tmp_path) not in e.value.message
+
+
+def test_a_failure_on_the_server_shows_no_path(pipe, tmp_path, monkeypatch, caplog):
+    import human_motion.media
+    from human_motion.model.demo import FAILED, launch, make_generate_fn
+
+    def full_disk(path, frames, fps):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(human_motion.media, "write_mp4", full_disk)
+    generate = make_generate_fn(pipe, tmp_path)
+    with pytest.raises(gr.Error) as e:
+        generate(astronaut(), "a man", "smiling", 5.0, 0, 1, 8.0)
+    assert e.value.message == FAILED and str(tmp_path) not in e.value.message
+    assert str(tmp_path) in caplog.text  # the details stay in the server's log
+    with pytest.raises(gr.Error, match="intensity must be a finite number >= 0"):
+        generate(astronaut(), "a man", "smiling", -1.0, 0, 1, 8.0)
+
+    seen = {}
+
+    class Page:
+        def launch(self, **kwargs):
+            seen.update(kwargs)
+
+    launch(Page(), "127.0.0.1", 0, block=False)
+    assert seen["show_error"] is False  # other exceptions' texts never reach the page
+
+
+def test_a_missing_or_damaged_checkpoint_stops_the_demo_in_one_line(tmp_path, capsys):
+    from human_motion.cli import main
+
+    assert main(["demo", "--checkpoint", str(tmp_path / "nope"), "--device", "cpu"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "does not exist" in err[0] and str(tmp_path / "nope") in err[0]

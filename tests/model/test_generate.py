@@ -74,6 +74,7 @@ def test_mp4_bytes_repeat_for_the_same_frames(run_dir):
 
     from human_motion.media import encode_mp4
     from human_motion.model.generate import load_pipeline
+    from human_motion.model.sampling import frames_to_uint8
 
     pipe = load_pipeline(str(run_dir), "cpu")
     pipe.set_progress_bar_config(disable=True)
@@ -81,8 +82,8 @@ def test_mp4_bytes_repeat_for_the_same_frames(run_dir):
     encoded = set()
     for _ in range(3):
         frames = pipe(reference_face=reference, prompt="a man", action="smiling", intensity=1.0, height=64, width=64,
-                      num_inference_steps=2, generator=torch.Generator().manual_seed(0)).frames
-        encoded |= {encode_mp4(frames, 4.0) for _ in range(5)}
+                      num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").frames
+        encoded |= {encode_mp4(frames_to_uint8(frames[0]), 4.0) for _ in range(5)}
     assert len(encoded) == 1
 
 
@@ -189,6 +190,7 @@ def test_fp16_and_model_cpu_offload_on_a_gpu(run_dir):
     import torch
 
     from human_motion.model.generate import load_pipeline
+    from human_motion.model.sampling import frames_to_uint8
 
     ref = None
     frames = {}
@@ -197,7 +199,93 @@ def test_fp16_and_model_cpu_offload_on_a_gpu(run_dir):
         pipe.set_progress_bar_config(disable=True)
         assert pipe.dtype == torch.float16
         ref = ref or pipe.prepare_reference(astronaut())
-        frames[offload] = pipe(reference_face=ref, prompt="a man", action="smiling", intensity=5.0, height=64,
-                               width=64, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).frames
+        out = pipe(reference_face=ref, prompt="a man", action="smiling", intensity=5.0, height=64, width=64,
+                   num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
+        frames[offload] = frames_to_uint8(out.frames[0])
         assert frames[offload].shape == (4, 64, 64, 3)
     assert np.abs(frames[True].astype(int) - frames[False]).max() <= 2
+
+
+def test_a_save_pretrained_folder_is_a_checkpoint_too(run_dir, photos, tmp_path):
+    """`--checkpoint` takes a folder of save_pretrained: the same video as from the run folder, byte for byte."""
+    from human_motion.model.sampling import MotionCharacterPipeline
+
+    MotionCharacterPipeline.from_pretrained(run_dir).save_pretrained(tmp_path / "saved")
+    assert generate(run_dir, photos / "astronaut.jpg", tmp_path / "run.mp4", "--seed", "5") == 0
+    assert generate(tmp_path / "saved", photos / "astronaut.jpg", tmp_path / "saved.mp4", "--seed", "5") == 0
+    assert (tmp_path / "run.mp4").read_bytes() == (tmp_path / "saved.mp4").read_bytes()
+
+
+def test_sweep_in_one_batch_writes_a_contact_sheet(run_dir, photos, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert generate(run_dir, photos / "astronaut.jpg", out, "--intensity", "0,10,20", "--batch-size", "0") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["grid_png"] == str(out / "grid.png") and summary["steps"] == 2
+    sheet = cv2.imread(str(out / "grid.png"))
+    assert sheet.shape == (3 * 32, 4 * 32, 3)  # one row per intensity, one column per frame
+    videos = [decode(out / f"intensity_{v}.mp4")[0] for v in (0, 10, 20)]
+    assert all(v.shape == (4, 32, 32, 3) for v in videos) and not np.array_equal(videos[0], videos[2])
+    assert decode(out / "grid.mp4")[0].shape == (4, 32, 96, 3)
+
+
+def test_contact_sheet_places_each_frame():
+    """Rows are videos, columns frames; tiles shrink to MAX_SHEET_TILE_PX; only the first tile of a row is
+    labelled."""
+    from human_motion.model.generate import make_contact_sheet
+
+    videos = [np.stack([np.full((600, 400, 3), 10 * (3 * r + f), np.uint8) for f in range(3)]) for r in range(2)]
+    sheet = make_contact_sheet(videos, ["a", "b"])
+    assert sheet.shape == (2 * 256, 3 * 171, 3)  # 600x400 -> 256x171
+    for r in range(2):
+        for f in range(3):
+            tile = sheet[r * 256 + 100:(r + 1) * 256, f * 171:(f + 1) * 171]  # below the label band
+            assert (tile == 10 * (3 * r + f)).all()
+    assert (sheet[:20, :171] != 0).any() and (sheet[:20, 171:342] == 10).all()  # "a" drawn on the first tile only
+
+
+def test_steps_and_guidance_default_to_the_run_s_sampling_settings(run_dir, photos, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "sampling": {"num_inference_steps": 1,
+                                                                        "guidance_scale": 2.5}}))
+    argv = ["generate", "--checkpoint", str(run), "--ref", str(photos / "astronaut.jpg"), "--prompt", "a man",
+            "--action", "smiling", "--device", "cpu", "--out", str(tmp_path / "x.mp4")]
+    assert main(argv) == 0  # no --steps / --guidance
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["steps"], summary["guidance"]) == (1, 2.5)
+
+
+def test_every_option_shows_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--intensity", "--seed", "--steps", "--guidance", "--batch-size", "--fps", "--gif", "--grid",
+                   "--device", "--dtype", "--cpu-offload", "--face-detector", "--id-scale", "--save-reference"):
+        help_text = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
+        assert "default" in help_text, option
+    assert "(default: 4.0)" in text and "(default: 1)" in text
+
+
+@pytest.mark.parametrize("case", ["truncated", "pickle", "missing"])
+def test_damaged_checkpoints_are_one_line_refusals(run_dir, photos, tmp_path, capsys, case):
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "run"
+    if case != "missing":
+        shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+        weights = folder / "adapter" / "diffusion_pytorch_model.safetensors"
+        if case == "truncated":
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        else:
+            torch.save({"weight": torch.zeros(2)}, weights)
+    assert generate(folder, photos / "astronaut.jpg", tmp_path / "x.mp4") == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("hm generate: error: ") and str(folder) in err[0], err
+    assert {"truncated": "not a complete safetensors", "pickle": "is a pickle",
+            "missing": "does not exist"}[case] in err[0]
+    assert not (tmp_path / "x.mp4").exists()

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from human_motion.config import ConfigError
-from human_motion.model.sampling import MotionCharacterPipeline, ReferenceFaceError
+from human_motion.model.sampling import (
+    MotionCharacterPipeline,
+    MotionCharacterPipelineOutput,
+    ReferenceFaceError,
+    frames_to_uint8,
+)
 
 from .tiny_run import astronaut, coffee, group_photo, tiny_run
 
@@ -32,16 +37,21 @@ def reference(pipe):
 
 
 def sample(pipe, reference, seed=0, **kw):
-    kw = {"prompt": "a man in a space suit", "action": "smiling", "intensity": 5.0, "num_inference_steps": 3, **kw}
-    return pipe(reference_face=reference, generator=torch.Generator().manual_seed(seed), **kw)
+    """One video; ``.frames`` holds it alone, (f, H, W, 3) uint8 ("pt": (f, 3, H, W) floats in [0, 1])."""
+    kw = {"prompt": "a man in a space suit", "action": "smiling", "intensity": 5.0, "num_inference_steps": 3,
+          "output_type": "np", **kw}
+    out = pipe(reference_face=reference, generator=torch.Generator().manual_seed(seed), **kw)
+    assert len(out.frames) == 1  # the batch dimension: one entry per video
+    video = out.frames[0] if kw["output_type"] == "pt" else frames_to_uint8(out.frames[0])
+    return MotionCharacterPipelineOutput(frames=video, reference_face=out.reference_face)
 
 
 def test_loads_a_run_and_defaults_to_its_training_size(pipe, reference):
     assert pipe.device.type == "cpu" and pipe.dtype == torch.float32  # fp32 on the CPU unless .to() says otherwise
     assert (pipe.default_num_frames, pipe.default_size) == (4, 32)  # train_tiny's data.num_frames / resolution
     out = pipe(reference_image=astronaut(), prompt="a man", action="smiling", intensity=3.0, num_inference_steps=2,
-               generator=torch.Generator().manual_seed(0))
-    assert out.frames.shape == (4, 32, 32, 3) and out.frames.dtype == np.uint8
+               generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.frames.shape == (1, 4, 32, 32, 3) and out.frames.dtype == np.float32  # diffusers' "np": [0, 1]
     assert out.reference_face.shape == (256, 256, 3)  # the build's aligned face (faces.face_size_px)
     custom = sample(pipe, reference, num_frames=6, height=40, width=48, num_inference_steps=2)
     assert custom.frames.shape == (6, 40, 48, 3)
@@ -191,14 +201,13 @@ def test_samples_with_the_noise_prior_the_run_was_trained_with(pipe, reference, 
         return real(model, scheduler, cond, uncond, noise, *args, **kwargs)
 
     monkeypatch.setattr(sampling, "denoise", spy)
-    model_cfg = pipe.train_config.setdefault("model", {})
-    before = model_cfg.get("noise_frame_correlation", 0.0)
+    before = pipe.config.noise_frame_correlation  # from the run's model.noise_frame_correlation
     try:
         for rho in (0.0, 0.9):
-            model_cfg["noise_frame_correlation"] = rho
+            pipe.register_to_config(noise_frame_correlation=rho)
             sample(pipe, reference, num_frames=8, num_inference_steps=1)
     finally:
-        model_cfg["noise_frame_correlation"] = before
+        pipe.register_to_config(noise_frame_correlation=before)
     independent, shared = seen
     corr = [torch.corrcoef(torch.stack([n[:, :, 0].flatten(), n[:, :, 7].flatten()]))[0, 1].item() for n in seen]
     assert abs(corr[0]) < 0.2 and corr[1] > 0.7

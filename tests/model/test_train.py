@@ -103,7 +103,7 @@ def test_bad_config_is_refused_before_loading(tmp_path, capsys):
 
 
 def test_model_info_tiny(capsys):
-    assert main(["model-info", "--config", "train_tiny", "--json"]) == 0
+    assert main(["model-info", "--config", "train_tiny", "--json", "--flops"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["adapter: id projector"]["trainable"] > 0 and info["vae"]["trainable"] == 0
     assert info["unet (SD 2D layers)"]["frozen"] > 0 and info["unet (SD 2D layers)"]["gflops_whole_unet"] > 0
@@ -217,8 +217,12 @@ def test_a_run_is_never_overwritten_by_accident(finished_run, tmp_path, capsys):
     assert main(["train", *SYNTHETIC, "--out", str(out), "--resume", "--overwrite"]) == 2
     assert snapshot(out) == before
 
+    # --resume with another model is refused; without --config it takes the run's own config.
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "model.num_action_tokens=4", "--resume"]) == 2
+    assert "trained with model.num_action_tokens=6, this command gives 4" in capsys.readouterr().err
+    assert snapshot(out) == before
     # --resume (no value: the last checkpoint) continues at step 3.
-    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=3", "--resume"]) == 0
+    assert main(["train", "--out", str(out), "--set", "train.max_train_steps=3", "--resume"]) == 0
     assert [r["step"] for r in read_log(out) if "loss" in r] == [1, 2, 3]
     # --overwrite starts again and removes only what a run writes.
     assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=1", "--overwrite"]) == 0
@@ -261,6 +265,9 @@ def test_shards_of_bad_samples_stop_in_one_line(tmp_path, capsys):
     # Nothing was trained: the same command runs again (here: fails again the same way) without --overwrite.
     assert main(["train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(tmp_path / "run")]) == 2
     assert "already holds" not in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none"), "--config", "train_tiny", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().endswith("none: no such folder or file; pass the output folder of `hm build` "
+                                                    "(or a shard pattern such as data/{000000..000009}.tar)")
 
 
 def test_help_lists_every_packaged_config_and_the_defaults(capsys):
@@ -272,5 +279,5 @@ def test_help_lists_every_packaged_config_and_the_defaults(capsys):
     configs = pathlib.Path(train_module.__file__).parents[1] / "configs"
     names = sorted(p.stem for p in configs.glob("train*.yaml"))
     assert e.value.code == 0 and "train_intensity" in names
-    assert f"({', '.join(names)}) (default: train)" in out
+    assert f"({', '.join(names)}) (default: train; with --resume the run's own config.json)" in out
     assert "--resume [CHECKPOINT]" in out and "--overwrite" in out and "(default: None)" not in out

@@ -1,0 +1,38 @@
+"""``hm model-info``: parameters by default without running a forward; FLOPs only on request (--flops)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from human_motion.cli import main
+
+
+def test_parameters_only_by_default(capsys, monkeypatch):
+    import human_motion.model.info as info
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("FLOPs were counted without --flops")
+
+    monkeypatch.setattr(info, "_flops", no_forward)
+    assert main(["model-info", "--config", "train_tiny", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["adapter: id projector"]["trainable"] > 0 and rows["vae"]["frozen"] > 0
+    assert not any(k.startswith("gflops") for row in rows.values() for k in row)
+    assert main(["model-info", "--config", "train_tiny"]) == 0
+    table = capsys.readouterr().out
+    assert "GFLOPs" not in table and table.splitlines()[-1].startswith("total")
+
+
+def test_flops_on_request(capsys):
+    assert main(["model-info", "--config", "train_tiny", "--json", "--flops"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["unet (SD 2D layers)"]["gflops_whole_unet"] > 0 and rows["vae"]["gflops_decode"] > 0
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["model-info", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: train)" in text and "default: parameters only" in text
