@@ -14,7 +14,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "sources"))
 from corpora import face_frames, fast_config, read_rejects, read_samples  # noqa: E402
 
 from human_motion.media import write_mp4  # noqa: E402
-from human_motion.stages.quality import Quality, mser_text_boxes, union_frac  # noqa: E402
+from human_motion.backends.ocr import mser_text_boxes, union_frac  # noqa: E402
+from human_motion.stages.quality import Quality  # noqa: E402
 from human_motion.stages.select import select_step  # noqa: E402
 from human_motion.types import Row  # noqa: E402
 
@@ -82,7 +83,8 @@ def test_stage_scores_and_thresholds():
     assert all(r.ok for r in out)  # thresholds are off by default
     assert out[0].record["scores"]["text_frac"] == 0.0 and out[1].record["scores"]["text_frac"] > 0.02
     assert out[0].record["scores"]["image_quality"] > 0.8 > 0.25 > out[2].record["scores"]["image_quality"]
-    assert out[0].record["backends"] == {"text": "mser", "image_quality": "sharpness"}
+    assert out[0].record["backends"]["text"].startswith("rapidocr ")  # the default: PP-OCRv6's detector
+    assert out[0].record["backends"]["image_quality"] == "sharpness"
 
     strict = fast_config({"demo": {}}, **{"select.max_text_frac": 0.01, "select.min_image_quality": 0.25})
     rows = [row(np.stack([frame()] * 3)), row(np.stack([frame("SUBSCRIBE NOW 2024")] * 3)),
@@ -101,7 +103,7 @@ def test_easyocr_backend(monkeypatch):
             calls.append((langs, kwargs))
 
         def readtext(self, image):
-            return [([[10, 400], [300, 400], [300, 450], [10, 450]], "SUBSCRIBE", 0.9),
+            return [([[10, 450], [300, 450], [300, 500], [10, 500]], "SUBSCRIBE", 0.9),
                     ([[0, 0], [5, 0], [5, 5], [0, 5]], "?", 0.1)]
 
     monkeypatch.setitem(sys.modules, "easyocr", types.SimpleNamespace(Reader=Reader))
