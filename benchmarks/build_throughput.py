@@ -29,6 +29,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from human_motion.config import load_config  # noqa: E402
+from human_motion.console import filtered_stderr  # noqa: E402
 from human_motion.engine.build import build  # noqa: E402
 from human_motion.engine.config import BuildConfig  # noqa: E402
 from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
@@ -55,7 +56,8 @@ def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int]:
 
 def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict]:
     start = time.perf_counter()
-    summary = build(cfg, out)
+    with filtered_stderr():  # as hm build's console: native libraries' log lines dropped
+        summary = build(cfg, out)
     if cfg.ray.address != "local":
         import ray
 
@@ -71,8 +73,9 @@ def driver_peak_mb(clips: pathlib.Path, out: pathlib.Path, per_shard: int) -> fl
     cmd = [sys.executable, "-m", "human_motion.cli", "build", "--sources", f"folder={clips}", "--out", str(out),
            "--set", f"sink.clips_per_shard={per_shard}", "--set", "sources.folder.options.images=false",
            "--set", "progress=off"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # set by this process's own ray.init
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=dict(env, PYTHONPATH=str(REPO)))
     peak = 0
     watched = psutil.Process(proc.pid)
     done = threading.Event()

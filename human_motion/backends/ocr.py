@@ -157,7 +157,7 @@ class RapidOcrText:
 
     name = "rapidocr"
 
-    def __init__(self, side_px: int = 512, min_score: float = 0.5, threads: int = 1):
+    def __init__(self, side_px: int = 384, min_score: float = 0.5, threads: int = 1):
         try:
             from rapidocr import RapidOCR
         except ImportError as e:
@@ -217,7 +217,7 @@ def _version(package: str) -> str:
         return "?"
 
 
-def make_text_detector(backend: str, *, side_px: int = 512, min_score: float = 0.5, threads: int = 1,
+def make_text_detector(backend: str, *, side_px: int = 384, min_score: float = 0.5, threads: int = 1,
                        langs: tuple[str, ...] = ("en",), model_dir: str | None = None, min_conf: float = 0.3,
                        gpu: bool = False):
     """The text detector of ``quality.text_backend`` (None for ``none``)."""

@@ -13,10 +13,12 @@ import dataclasses
 import io
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from human_motion.backends.face_models import align_face, make_embedder, make_landmarker, mesh_features, mesh_to_kps5
 from human_motion.media import encode_jpg
+from human_motion.metrics import content_change, segment_starts
 from human_motion.stages.base import RowView, Stage, StageError, StageResources
 
 
@@ -26,9 +28,15 @@ class FacesConfig(StageResources):
     landmarker: Literal["mediapipe", "none"] = "mediapipe"
     insightface_root: str | None = None  # embedder=insightface: folder of an insightface model pack
     insightface_pack: str = "buffalo_l"
-    # Frames embedded besides the reference to catch identity switches. dlib's embedding costs ~60-90 ms a face
-    # on one CPU core, the largest share of a CPU build: 2 checks (first and last part of the window) by default.
-    id_check_frames: int = 2
+    # Identity switches: besides the reference, one frame of every shot or face track of the window that does not
+    # hold the reference is embedded (a cut: the HSV content change between sampled frames over cut_threshold, as
+    # PySceneDetect's content detector; a track jump: consecutive face boxes overlapping by less than
+    # track_min_iou, or the face found again after frames without it). dlib's embedding costs ~60-90 ms a face on
+    # one CPU core, the largest share of a CPU build, so a window of one shot costs one. id_check_frames adds that
+    # many frames spread over the window, checked whatever the track says (the behaviour before: 2).
+    cut_threshold: float = 27.0
+    track_min_iou: float = 0.3
+    id_check_frames: int = 0
     face_size_px: int = 256  # side of the stored aligned reference face
     jpeg_quality: int = 95  # of face.jpg
 
@@ -67,9 +75,7 @@ class Faces(Stage):
         filled = [kps5[i] if kps5[i] is not None else kps5[min(usable, key=lambda u: abs(u - i))]
                   for i in range(len(kps5))]
         aligned = align_face(frames[ref], filled[ref], self.cfg.face_size_px)
-        # Identity switch: embed a few frames spread over the window besides the reference, and compare.
-        others = sorted({int(i) for i in np.linspace(0, len(frames) - 1, self.cfg.id_check_frames + 2).round()
-                         if i != ref and faces["present"][int(i)]})
+        others = self._identity_checks(frames, faces, ref)
         embeddings = self._embed([ref, *others], frames, np.asarray(faces["boxes"], np.float32), filled)
         embedding = embeddings[0]
         cosines = [float(embedding @ e) for e in embeddings[1:]]
@@ -97,6 +103,24 @@ class Faces(Stage):
                 kps5.append(np.asarray(det, np.float32) if det is not None else None)
                 features.append(None)
         return kps5, features
+
+    def _identity_checks(self, frames: np.ndarray, faces: dict, ref: int) -> list[int]:
+        """Frames to embed besides the reference: the middle frame with a face of every segment (shot or face
+        track) other than the reference's, plus ``id_check_frames`` spread over the window."""
+        present = np.asarray(faces["present"], bool)
+        small = [cv2.cvtColor(cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV)
+                 for f in frames]
+        changes = [content_change(a, b) for a, b in zip(small[:-1], small[1:])]
+        starts = segment_starts(changes, np.asarray(faces["boxes"], np.float32), present, self.cfg.cut_threshold,
+                                self.cfg.track_min_iou) + [len(frames)]
+        picks = set()
+        for a, b in zip(starts[:-1], starts[1:]):
+            with_face = [i for i in range(a, b) if present[i]]
+            if with_face and not a <= ref < b:
+                picks.add(with_face[len(with_face) // 2])
+        if self.cfg.id_check_frames:
+            picks |= {int(i) for i in np.linspace(0, len(frames) - 1, self.cfg.id_check_frames + 2).round()}
+        return sorted(i for i in picks if i != ref and present[i])
 
     def _embed(self, idx: list[int], frames: np.ndarray, boxes: np.ndarray, kps: list) -> np.ndarray:
         """Embeddings (n, D) of the faces of frames ``idx``: one batched call when the embedder has one (ArcFace

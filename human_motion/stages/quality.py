@@ -36,7 +36,7 @@ class QualityConfig(StageResources):
     """Text-overlay and image-quality scores on one sampled frame per window."""
 
     text_backend: Literal["rapidocr", "easyocr", "mser", "none"] = "rapidocr"
-    ocr_side_px: int = 512  # rapidocr: the frame is detected at most this large
+    ocr_side_px: int = 384  # rapidocr: the frame is detected at most this large (at 512: 2x the time, same finds)
     ocr_min_score: float = 0.5  # rapidocr: text boxes less confident than this are dropped
     easyocr_langs: tuple[str, ...] = ("en",)
     easyocr_model_dir: str | None = None  # EasyOCR weights folder; None: the offline package, else EasyOCR's cache
