@@ -7,6 +7,7 @@ written where, and engine/crashes.py for clips that crash their worker.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import platform
@@ -21,8 +22,9 @@ from human_motion import __version__
 from human_motion.config import to_dict
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import init_ray, initial_record, journal_actor, run_local, run_ray
-from human_motion.engine.plan import OutputLock, Plan, check_output, prepare_inputs, remove_stale_temporaries
+from human_motion.engine.executors import init_ray, initial_record, run_local, run_ray
+from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_complete, prepare_inputs,
+                                      remove_stale_temporaries)
 from human_motion.engine.progress import Progress
 from human_motion.engine.writer import PartWriter, assemble_shard, finalize, result_of, write_atomic
 from human_motion.types import Row
@@ -50,25 +52,30 @@ class ShardTracker:
         return True, clip[0] if self.clips_done[clip[0]] == self.expected[clip[0]] else None
 
 
-class Assembler:
-    """Assembles complete shards: as Ray tasks on the workers (the bytes stay there), or here with no Ray."""
+class BuildActor(crashes.CrashJournal):
+    """The one small actor a Ray build runs besides its workers: the crash journal of the pass in progress, and the
+    assembler of shards (on a worker, so sample bytes never reach the driver). It holds no CPU, and starts with the
+    build, so it is ready when the first shard completes; every worker process Ray starts costs seconds on a small
+    machine, so one actor does both."""
 
-    def __init__(self, out: str, expected: dict[int, int], use_ray: bool, progress: Progress, total: int):
-        self.out, self.expected, self.use_ray, self.progress = out, expected, use_ray, progress
+    def assemble(self, out: str, shard: int, expected: int) -> int:
+        return assemble_shard(out, shard, expected)
+
+
+class Assembler:
+    """Assembles complete shards: on the build actor (on Ray), or here with no Ray."""
+
+    def __init__(self, out: str, expected: dict[int, int], actor, progress: Progress, total: int):
+        self.out, self.expected, self.actor, self.progress = out, expected, actor, progress
         self.pending: dict = {}
         self.written: list[int] = []
         self.total = total
-        self._task = None
 
     def submit(self, shard: int) -> None:
-        if not self.use_ray:
+        if self.actor is None:
             self._done(assemble_shard(self.out, shard, self.expected[shard]))
             return
-        import ray
-
-        if self._task is None:  # I/O only: no CPU held, so it never waits behind the stage actors
-            self._task = ray.remote(num_cpus=0, max_retries=3)(assemble_shard)
-        self.pending[self._task.remote(self.out, shard, self.expected[shard])] = shard
+        self.pending[self.actor.assemble.remote(self.out, shard, self.expected[shard])] = shard
         self.poll()
 
     def poll(self, wait: bool = False) -> None:
@@ -88,32 +95,35 @@ class Assembler:
 
 
 def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler: Assembler,
-               progress: Progress) -> None:
+               progress: Progress, journal: tuple | None) -> None:
     """Run the pending clips. A pass that fails because clips kept crashing their workers records those clips in
     the quarantine and is followed by another over what is not yet written, with the quarantined clips as
-    ``worker_crashed`` rejections; any other failure is raised."""
+    ``worker_crashed`` rejections; any other failure is raised. ``journal``: (handle, name) of the crash journal
+    on Ray, None in this process (where a crash ends the build anyway)."""
     quarantine = crashes.read_quarantine(fs, root)
-    use_ray = cfg.ray.address != "local"
+    handle, name = journal or (None, None)
     writer = PartWriter(out)
     while True:
         run, held = plan.pending(quarantine)
         tracker = ShardTracker(plan)
         rows = [Row(shard, clip, 1, initial_record(spec)) for shard, clip, spec in run]
-        with journal_actor(cfg) as (journal, name):
-            try:
-                for shard, clip, spec in held:  # a small rejection part, written here
-                    row = crashes.quarantined_row(Row(shard, clip, 1, initial_record(spec)),
-                                                  quarantine[crashes.clip_key(shard, clip)])
-                    writer(row)
-                    _count(result_of(row), tracker, assembler, progress)
-                results = run_ray(cfg, rows, out, name) if use_ray else run_local(cfg, rows, out)
-                for result in results:
-                    _count(result, tracker, assembler, progress)
-                return
-            except Exception:
-                new = {} if journal is None or cfg.ray.max_retries < 1 else crashes.poisoned(journal, quarantine)
-                if not new:
-                    raise
+        try:
+            if handle is not None:
+                import ray
+
+                ray.get(handle.reset.remote())  # a new pass: crashes of the last one are counted already
+            for shard, clip, spec in held:  # a small rejection part, written here
+                row = crashes.quarantined_row(Row(shard, clip, 1, initial_record(spec)),
+                                              quarantine[crashes.clip_key(shard, clip)])
+                writer(row)
+                _count(result_of(row), tracker, assembler, progress)
+            for result in run_ray(cfg, rows, out, name) if handle is not None else run_local(cfg, rows, out):
+                _count(result, tracker, assembler, progress)
+            return
+        except Exception:
+            new = {} if handle is None or cfg.ray.max_retries < 1 else crashes.poisoned(handle, quarantine)
+            if not new:
+                raise
         for key, entry in new.items():
             entry["clip_id"] = next((r.record["clip_id"] for r in rows if crashes.row_key(r) == key), "?")
             progress.note(f"hm build: clip {key} ({entry['clip_id']}) crashed its worker {entry['crashes']} times "
@@ -151,23 +161,33 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
             log.warning("hm build: kept %d file(s) in %s that are not the build's: %s", len(kept), root,
                         ", ".join(kept[:5]))
         remove_stale_temporaries(fs, root)
-        plan = Plan(fs, root, prepare_inputs(cfg, fs, root))
+        use_ray = cfg.ray.address != "local" and not looks_complete(fs, root)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # Ray starts (seconds) while the sources are read and the manifest written; ray.init itself must run
+            # in the main thread.
+            planned = pool.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root)))
+            if use_ray:
+                init_ray(cfg, verbose)
+            plan = planned.result()
         run, _ = plan.pending({})
         print(f"hm build: {plan.inputs.num_rows} clips in {len(plan.expected)} shards; {len(plan.done)} shards done, "
               f"{len(plan.todo_shards)} to do ({len(run)} clips to run)", file=console, flush=True)
-        use_ray = cfg.ray.address != "local" and bool(plan.todo_shards)
-        if use_ray:
-            init_ray(cfg, verbose)
+        journal = crashes.start_journal(BuildActor) if use_ray and plan.todo_shards else None
         progress = Progress(len(run), cfg.progress, console)
-        assembler = Assembler(out, dict(plan.expected), use_ray, progress, len(plan.todo_shards))
+        assembler = Assembler(out, dict(plan.expected), journal[0] if journal else None, progress,
+                              len(plan.todo_shards))
         try:
             for shard in plan.ready_shards():  # every clip already written by a run that was stopped
                 assembler.submit(shard)
             if len(assembler.written) + len(assembler.pending) < len(plan.todo_shards):
-                run_passes(cfg, fs, root, out, plan, assembler, progress)
+                run_passes(cfg, fs, root, out, plan, assembler, progress, journal)
             assembler.poll(wait=True)
         finally:
             progress.close()
+            if journal is not None:
+                import ray
+
+                ray.kill(journal[0])
         missing = sorted(set(plan.todo_shards) - set(assembler.written))
         if missing:
             raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")

@@ -8,7 +8,6 @@ with no hand-over of frames, and the pool has one actor per CPU; a stage that as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pathlib
@@ -80,6 +79,10 @@ class RayStepRunner(StepRunner):
         cfg = load_config(BuildConfig, None, [], base=config)
         steps = [DATAFLOW[i] for i in step_ids]
         super().__init__(steps, [cfg.section(s) for s in steps], journal, out)
+
+    def run_batch(self, batch: dict) -> dict:
+        """The actor method of the plain pool (Ray Data calls the instance itself)."""
+        return self(batch)
 
 
 def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iterator:
@@ -154,47 +157,83 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
 
 
 def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str) -> Iterator[dict]:
-    """Stream rows through the operators on Ray Data; every stage reports the rows it works on to the crash
-    journal actor named ``journal`` (engine/crashes.py). Yields one write result per finished row."""
-    import ray
-
+    """Stream rows through the steps on Ray; every stage reports the rows it works on to the crash journal actor
+    named ``journal`` (engine/crashes.py). Yields one write result per finished row. When every step runs in one
+    fused CPU actor (the default without GPUs), a plain pool of those actors; with GPU stages, Ray Data operators."""
     from human_motion.config import to_dict
 
     config = to_dict(cfg)
+    groups = operators(cfg, cfg.steps())
+    if len(groups) == 1:
+        yield from run_actor_pool(config, groups[0], rows, out, journal, cfg.ray.max_retries)
+    else:
+        yield from run_ray_data(config, groups, rows, out, journal, cfg.ray.max_retries)
+
+
+def _runner_class(group: list[type[Stage]]) -> type:
+    name = "+".join(dict.fromkeys(s.name for s in group if not issubclass(s, Select)))
+    return type(name or "select", (RayStepRunner,), {})  # Ray names the actors after the class
+
+
+def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journal: str,
+                   retries: int) -> Iterator[dict]:
+    """One operator: ``concurrency`` actors, each sent ``batch_size`` rows a call and at most two calls at a time
+    (clips differ in cost, 1 to 4 windows: a deep queue leaves one actor with the long tail). Ray Data's own
+    actors (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+    import ray
+
+    steps, res = group
+    kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal, "out": out}
+    actor = ray.remote(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_restarts=retries,
+                       max_task_retries=retries)(_runner_class(steps))
+    pool = [actor.remote(**kwargs) for _ in range(res["concurrency"])]
+    todo = [batch_from_rows(rows[i:i + res["batch_size"]]) for i in range(0, len(rows), res["batch_size"])]
+    todo.reverse()
+    in_flight: dict = {}
+    load = [0] * len(pool)
+    try:
+        while todo or in_flight:
+            for i, a in enumerate(pool):
+                while load[i] < 2 and todo:
+                    in_flight[a.run_batch.remote(todo.pop())] = i
+                    load[i] += 1
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                load[in_flight.pop(ref)] -= 1
+                yield from _results(ray.get(ref))
+    finally:
+        for a in pool:
+            ray.kill(a)
+
+
+def _results(batch: dict) -> Iterator[dict]:
+    for i in range(len(batch["shard"])):
+        yield {k: (batch[k][i].item() if hasattr(batch[k][i], "item") else batch[k][i]) for k in RESULT_KEYS}
+
+
+def run_ray_data(config: dict, groups: list, rows: list[Row], out: str, journal: str,
+                 retries: int) -> Iterator[dict]:
+    """Several operators (GPU stages with pools of their own): Ray Data streams rows between them, with its
+    batching and backpressure."""
+    import ray
+
     # One block per clip streams best on small builds; past a few thousand blocks Ray's per-block overhead wins.
     ds = ray.data.from_items([r.to_columns() for r in rows], override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
-    groups = operators(cfg, cfg.steps())
     for i, (group, res) in enumerate(groups):
-        name = "+".join(dict.fromkeys(s.name for s in group if not issubclass(s, Select)))
-        runner = type(name or "select", (RayStepRunner,), {})  # Ray Data names the operator after the class
         kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in group], "journal": journal,
                   "out": out if i == len(groups) - 1 else None}
         with warnings.catch_warnings():
             # Ray 2.60 deprecates pass-through remote arguments but has no named parameter for these two yet.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             ds = ds.map_batches(
-                runner, fn_constructor_kwargs=kwargs, batch_size=res["batch_size"], batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=res["concurrency"]), num_cpus=res["num_cpus"],
-                num_gpus=res["num_gpus"],
+                _runner_class(group), fn_constructor_kwargs=kwargs, batch_size=res["batch_size"],
+                batch_format="numpy", num_cpus=res["num_cpus"], num_gpus=res["num_gpus"],
+                compute=ray.data.ActorPoolStrategy(size=res["concurrency"], max_tasks_in_flight_per_actor=2),
                 # Ray Data restarts actors and retries their tasks forever by default: a clip that crashes a native
                 # library would then loop. Bounded retries turn it into an error (finished shards stay done).
-                max_restarts=cfg.ray.max_retries, max_task_retries=cfg.ray.max_retries,
+                max_restarts=retries, max_task_retries=retries,
             )
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for i in range(len(batch["shard"])):
-            yield {k: (batch[k][i].item() if hasattr(batch[k][i], "item") else batch[k][i]) for k in RESULT_KEYS}
+        yield from _results(batch)
 
 
-@contextlib.contextmanager
-def journal_actor(cfg: BuildConfig):
-    """A crash journal for one pass on Ray (None in this process, where a crash ends the build anyway)."""
-    if cfg.ray.address == "local":
-        yield None, None
-        return
-    import ray
-
-    handle, name = crashes.start_journal()
-    try:
-        yield handle, name
-    finally:
-        ray.kill(handle)

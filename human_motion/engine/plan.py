@@ -192,6 +192,15 @@ class Plan:
         return run, held
 
 
+def looks_complete(fs, root: str) -> bool:
+    """Every shard of an existing input manifest is done (a rerun of a finished build needs no workers)."""
+    if not fs.exists(f"{root}/{INPUTS}"):
+        return False
+    with fs.open(f"{root}/{INPUTS}", "rb") as f:
+        shards = set(pq.read_table(f, columns=["shard"]).column("shard").to_pylist())
+    return shards <= done_shards(fs, root)
+
+
 def remove_stale_temporaries(fs, root: str) -> None:
     """Temporary files of writers that were killed; never under a final name."""
     for tmp in fs.glob(f"{root}/*.tmp"):
