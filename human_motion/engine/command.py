@@ -9,7 +9,8 @@ import os
 import sys
 import time
 
-from human_motion.config import ConfigError, load_config, merge, read_config_file, resolve_config_path
+from human_motion.config import (ConfigError, load_config, merge, packaged_configs, read_config_file,
+                                 resolve_config_path)
 from human_motion.console import filtered_stderr
 from human_motion.engine.config import BuildConfig
 from human_motion.sources import parse_sources_arg
@@ -25,7 +26,8 @@ _OUTPUT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some spac
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", help="comma-separated sources, NAME or NAME=ROOT (default: demo, the embedded "
                                      "corpus); e.g. folder=videos/ or celebv-hq,vfhq with roots in --config")
-    p.add_argument("--config", help="YAML/TOML config file, or a packaged config name (build, paper)")
+    names = ", ".join(n for n in packaged_configs() if not n.startswith(("train", "eval")))
+    p.add_argument("--config", help=f"YAML/TOML config file, or a packaged config name ({names})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set flow.backend=farneback (repeatable)")
     p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")

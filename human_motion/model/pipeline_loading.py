@@ -106,8 +106,7 @@ def components_from_run(path: str | pathlib.Path):
 
     run, adapter_dir = find_run_dir(path)
     data = json.loads((run / "config.json").read_text())
-    # A `sampling` section is read here; older TrainConfig versions do not know it.
-    cfg = _build(TrainConfig, {k: v for k, v in data.items() if k != "sampling"})
+    cfg = _build(TrainConfig, data)
     model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
     c = load_components(model_cfg, run, seed=cfg.train.seed)
     unet_dir = adapter_dir.parent / "unet"
