@@ -73,9 +73,14 @@ class RayStepRunner(StepRunner):
     """What a Ray actor builds: the steps by their place in the dataflow and the config as plain data, so the
     actor's constructor arguments stay a few kilobytes (models load in the actor, never travel)."""
 
-    def __init__(self, config: dict, step_ids: list[int], journal: str | None, out: str | None):
+    def __init__(self, config: dict, step_ids: list[int], journal: str | None, out: str | None, threads: int = 1):
+        import cv2
+
         from human_motion.config import load_config
 
+        # The actor's CPU share: OpenCV's own threads would oversubscribe the cores its neighbours hold. (In this
+        # process, with no neighbours, OpenCV keeps its default: every core.)
+        cv2.setNumThreads(threads)
         cfg = load_config(BuildConfig, None, [], base=config)
         steps = [DATAFLOW[i] for i in step_ids]
         super().__init__(steps, [cfg.section(s) for s in steps], journal, out)
@@ -183,7 +188,8 @@ def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journa
     import ray
 
     steps, res = group
-    kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal, "out": out}
+    kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal, "out": out,
+              "threads": max(1, int(res["num_cpus"]))}
     actor = ray.remote(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_restarts=retries,
                        max_task_retries=retries)(_runner_class(steps))
     pool = [actor.remote(**kwargs) for _ in range(res["concurrency"])]
@@ -221,7 +227,7 @@ def run_ray_data(config: dict, groups: list, rows: list[Row], out: str, journal:
     ds = ray.data.from_items([r.to_columns() for r in rows], override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
     for i, (group, res) in enumerate(groups):
         kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in group], "journal": journal,
-                  "out": out if i == len(groups) - 1 else None}
+                  "out": out if i == len(groups) - 1 else None, "threads": max(1, int(res["num_cpus"]))}
         with warnings.catch_warnings():
             # Ray 2.60 deprecates pass-through remote arguments but has no named parameter for these two yet.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")

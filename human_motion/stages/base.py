@@ -189,9 +189,6 @@ class Stage:
             raise TypeError(f"{type(self).__name__} takes its {self.config_section()!r} section "
                             f"({self.Config.__name__}), got {type(cfg).__name__}")
         self.cfg = cfg
-        import cv2
-
-        cv2.setNumThreads(1)  # one stage per core share; OpenCV's own threads would oversubscribe
 
     @classmethod
     def config_section(cls) -> str:

@@ -21,7 +21,9 @@ from human_motion.types import dumps
 @dataclasses.dataclass(frozen=True)
 class EncodeConfig(StageResources):
     crf: int = 18  # H.264 quality of the stored windows
-    preset: str = "veryfast"  # x264 preset: at 16 frames of 512x512, 2.5x faster than medium and no larger
+    # x264 preset, by measurement at 16 frames of 512x512 (benchmarks/README.md): superfast takes 55% of veryfast's
+    # time for 18% more bytes; medium is 2.5x veryfast's time and no smaller.
+    preset: str = "superfast"
 
 
 # The sample JSON, field by field, from the row's fields (schema.SAMPLE_FIELDS documents each).
