@@ -1,11 +1,14 @@
-"""Build throughput against decode-only throughput on the same clips, in one run.
+"""Build throughput against decode-only throughput on the same clips, in one run; with ``--ray``, the Ray build
+against the in-process build, and the driver's peak memory as the corpus grows.
 
-    .venv/bin/python benchmarks/build_throughput.py [--clips DIR] [--ray]
+    .venv/bin/python benchmarks/build_throughput.py [--clips DIR] [--ray] [--repeat N]
 
 Baseline: decoding exactly the frames a build samples (PyAV, same windows, no models). Then a full build of the same
-clips (decode with face detection and cropping, faces, flow, caption, encode), in this process by default so the
-per-stage times are not mixed with Ray start-up; ``--ray`` also times the Ray Data build. Prints clips/s, windows/s,
-the ratio build/decode-only, and where the time goes (worker seconds per stage).
+clips (probe, decode with face detection and the crop, quality, faces, flow, caption, encode), in this process, so
+the per-stage times are not mixed with Ray's start-up. ``--ray`` also times the same build through Ray (in-process
+Ray, started and stopped inside the timing, as ``hm build`` does), and measures the driver process's peak resident
+memory for builds of 8 and 32 clips (hard links of the dev clips) whose one shard holds every clip: the driver keeps
+counts only, so the two should be the same. Prints seconds, clips/s and the ratios; medians with ``--repeat``.
 """
 
 from __future__ import annotations
@@ -14,20 +17,26 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from human_motion.config import load_config  # noqa: E402
-from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
+from human_motion.console import filtered_stderr  # noqa: E402
 from human_motion.engine.build import build  # noqa: E402
 from human_motion.engine.config import BuildConfig  # noqa: E402
+from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
 from human_motion.sources.folder import FolderSource  # noqa: E402
 
-DEV = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEV = REPO.parent / "shared" / "data" / "dev"
 
 
 def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int]:
@@ -45,41 +54,107 @@ def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, windows
 
 
+def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict]:
+    start = time.perf_counter()
+    with filtered_stderr():  # as hm build's console: native libraries' log lines dropped
+        summary = build(cfg, out)
+    if cfg.ray.address != "local":
+        import ray
+
+        ray.shutdown()  # part of what a Ray build costs, as hm build pays it
+    return time.perf_counter() - start, summary
+
+
+def driver_peak_mb(clips: pathlib.Path, out: pathlib.Path, per_shard: int) -> float:
+    """Peak resident memory (MB) of an ``hm build`` driver process on Ray, sampled every 50 ms (its Ray workers are
+    other processes and are not counted)."""
+    import psutil
+
+    cmd = [sys.executable, "-m", "human_motion.cli", "build", "--sources", f"folder={clips}", "--out", str(out),
+           "--set", f"sink.clips_per_shard={per_shard}", "--set", "sources.folder.options.images=false",
+           "--set", "progress=off"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # set by this process's own ray.init
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(env, PYTHONPATH=str(REPO)))
+    peak = 0
+    watched = psutil.Process(proc.pid)
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    _, err = proc.communicate()
+    done.set()
+    thread.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"hm build failed: {err[-2000:]}")
+    return peak / 2**20
+
+
+def linked_corpus(paths: list[str], folder: pathlib.Path, n: int) -> pathlib.Path:
+    """``n`` clips as hard links of ``paths`` (repeated), so a bigger corpus costs no disk."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        src = pathlib.Path(paths[i % len(paths)])
+        os.link(src, folder / f"{i:03d}_{src.name}")
+    return folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", default=str(DEV), help="folder of videos (default: ../shared/data/dev)")
-    ap.add_argument("--ray", action="store_true", help="also time the Ray Data build")
+    ap.add_argument("--ray", action="store_true", help="also time the Ray build and measure the driver's memory")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each build; medians are reported")
     args = ap.parse_args()
     root = pathlib.Path(args.clips)
     base = {"sources": {"folder": {"root": str(root), "options": {"images": False}}},
-            "ray": {"address": "local", "progress": False}, "sink": {"clips_per_shard": 4}}
+            "ray": {"address": "local"}, "sink": {"clips_per_shard": 4}, "progress": "off"}
     cfg = load_config(BuildConfig, None, [], base=base)
     paths = [s.path for s in FolderSource("folder", cfg.sources["folder"], root).specs() if not s.reject_reason]
-    print(f"clips: {len(paths)} videos from {root}")
+    print(f"clips: {len(paths)} videos from {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     decode_s, windows = decode_only(cfg, paths)
     print(f"decode-only:    {decode_s:7.2f} s   {len(paths) / decode_s:6.2f} clips/s   {windows / decode_s:6.2f} windows/s")
     results = {"clips": len(paths), "windows": windows, "decode_only_s": decode_s}
+    local_s, ray_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = build(cfg, f"{tmp}/local")
-        build_s = time.perf_counter() - start
+        for i in range(args.repeat):
+            seconds, summary = timed_build(cfg, f"{tmp}/local{i}")
+            local_s.append(seconds)
+            if args.ray:  # interleaved, so both see the same machine load
+                ray_cfg = load_config(BuildConfig, None, ["ray.address=null"], base=base)
+                ray_s.append(timed_build(ray_cfg, f"{tmp}/ray{i}")[0])
+        build_s = statistics.median(local_s)
         print(f"build (local):  {build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
-              f"{summary['samples'] / build_s:6.2f} samples/s   ratio build/decode-only = {decode_s / build_s:.3f}")
+              f"{summary['samples'] / build_s:6.2f} samples/s   ratio decode-only/build = {decode_s / build_s:.3f}")
         stages = summary["stage_seconds"]
         total = sum(v for k, v in stages.items() if "." not in k)
         print("where the time goes (worker seconds, share of the build's stage time):")
         for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
             print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")
-        results.update(build_local_s=build_s, samples=summary["samples"], stage_seconds=stages)
+        results.update(build_local_s=build_s, build_local_runs=local_s, samples=summary["samples"],
+                       stage_seconds=stages, ratio_decode_over_build=decode_s / build_s)
         if args.ray:
-            ray_cfg = load_config(BuildConfig, None, ["ray.address=null"], base=base)
-            start = time.perf_counter()
-            build(ray_cfg, f"{tmp}/ray")
-            ray_s = time.perf_counter() - start
-            print(f"build (Ray):    {ray_s:7.2f} s   {len(paths) / ray_s:6.2f} clips/s   "
-                  f"ratio build/decode-only = {decode_s / ray_s:.3f} (includes Ray start-up)")
-            results["build_ray_s"] = ray_s
+            median_ray = statistics.median(ray_s)
+            print(f"build (Ray):    {median_ray:7.2f} s   {len(paths) / median_ray:6.2f} clips/s   "
+                  f"ratio in-process/Ray wall time = {build_s / median_ray:.2f} (>= 1: Ray is at least as fast; "
+                  "includes Ray start-up and shutdown)")
+            small = linked_corpus(paths, pathlib.Path(tmp) / "c8", 8)
+            big = linked_corpus(paths, pathlib.Path(tmp) / "c32", 32)
+            mb8 = driver_peak_mb(small, pathlib.Path(tmp) / "m8", 64)
+            mb32 = driver_peak_mb(big, pathlib.Path(tmp) / "m32", 64)
+            print(f"driver peak memory (Ray, one shard of every clip): 8 clips {mb8:.0f} MB, 32 clips {mb32:.0f} MB, "
+                  f"ratio {mb32 / mb8:.2f}")
+            results.update(build_ray_s=median_ray, build_ray_runs=ray_s, ratio_local_over_ray=build_s / median_ray,
+                           driver_peak_mb_8=mb8, driver_peak_mb_32=mb32)
     print(json.dumps(results))
 
 

@@ -87,14 +87,16 @@ def flow_stage(overrides: list[str]):
 
     The one place this check touches the stage API (keep it in step: the test suite runs ``--dry-run``)."""
     from human_motion.config import load_config
-    from human_motion.engine.config import BuildConfig
-    from human_motion.stages.flow import FlowIntensity
+    from human_motion.stages.flow import FlowConfig, FlowIntensity
     from human_motion.types import Row
 
-    stage = FlowIntensity(load_config(BuildConfig, None, overrides))
+    # The stage receives its own section only: the flow.* settings.
+    stage = FlowIntensity(load_config(FlowConfig, None, [o.removeprefix("flow.") for o in overrides
+                                                         if o.startswith("flow.")]))
 
     def run(batch: np.ndarray) -> list[float]:
-        rows = [Row(0, i, 1, {"clip_id": f"w{i}", "static": False, "scores": {}}, frames=np.asarray(w))
+        rows = [Row(0, i, 1, {"clip_id": f"w{i}", "static": False, "scores": {}, "fps": 4.0,
+                              "num_frames": len(w), "status": "ok"}, frames=np.asarray(w))
                 for i, w in enumerate(batch)]
         out = stage.process_rows(rows)
         bad = [r.record for r in out if not r.ok]

@@ -57,15 +57,17 @@ def decode_windows(clips: list[pathlib.Path], count: int) -> tuple[np.ndarray, l
 
     The one place this script touches the stage API (the test suite runs it on one dev clip)."""
     from human_motion.config import load_config
-    from human_motion.engine.config import BuildConfig
-    from human_motion.stages.decode import Decode
+    from human_motion.engine.executors import initial_record
+    from human_motion.stages.decode import Decode, DecodeConfig
+    from human_motion.stages.probe import Probe
     from human_motion.types import ClipSpec, Row
 
-    stage = Decode(load_config(BuildConfig, None, ["decode.max_windows_per_clip=1"]))
+    section = load_config(DecodeConfig, None, ["max_windows_per_clip=1"])  # the decode section, as hm build's
+    probe, decode = Probe(section), Decode(section)
     found, names = [], []
     for i, path in enumerate(clips):
         spec = ClipSpec(source="dev", clip_id=path.stem, path=str(path))
-        rows = stage.process_rows([Row(0, i, 1, {"spec": spec.to_json(), "source": "dev", "clip_id": path.stem})])
+        rows = decode.process_rows(probe.process_rows([Row(0, i, 1, initial_record(spec))]))
         kept = [r for r in rows if r.ok and r.frames is not None]
         if kept:
             found.append(kept[0].frames)

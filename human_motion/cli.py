@@ -17,13 +17,13 @@ import importlib
 import sys
 
 from human_motion import __version__
-from human_motion.config import ConfigError
+from human_motion.config import ConfigError, DefaultsHelpFormatter
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so `hm stats` never pays
 # for torch or Ray start-up.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "build": ("human_motion.engine.build", "curate sources into WebDataset shards (Ray)"),
-    "select": ("human_motion.dataset.subset", "write an intensity-balanced subset or sampling weights of an index"),
+    "build": ("human_motion.engine.command", "curate sources into WebDataset shards (Ray)"),
+    "select": ("human_motion.dataset.subset", "tighter thresholds, a balanced subset or sampling weights of a build"),
     "stats": ("human_motion.dataset.stats", "summarise a build: counts, intensities, actions, rejections"),
     "verify": ("human_motion.dataset.verify", "check shards, index and sample schema; non-zero exit on problems"),
     "train": ("human_motion.model.train", "train MotionCharacter on shards (or synthetic data)"),
@@ -44,12 +44,26 @@ def _load(name: str):
         raise SystemExit(f"hm {name}: missing dependency {e.name!r}; run `bash scripts/setup.sh`") from None
 
 
+DESCRIPTION = ("human-motion: curate face-video corpora into training shards, and train and sample MotionCharacter "
+               "(identity-preserving, motion-controllable human video generation).")
+EXAMPLES = """examples:
+  hm build --out shards/                               the embedded demo corpus, offline (a first try)
+  hm build --sources folder=videos/ --out shards/      any folder of videos and images
+  hm build --sources celebv-hq,vfhq --config hm.toml --out shards/
+  hm stats shards/ --plots plots/                      what a build made
+  hm train shards/ --config train_tiny --out runs/x    train (a tiny model on the CPU)
+  hm generate --checkpoint runs/x --ref face.jpg --prompt "a person" --action smiling --intensity 0,10,20 --out v/
+
+hm COMMAND --help shows a command's options and their defaults. Docs: README.md and docs/ in the repository."""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hm", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="hm", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"human-motion {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         if only == name:
             _load(name).add_arguments(p)
     return parser

@@ -7,6 +7,7 @@ stops the run at once with the list of valid keys. Cross-field checks live in ea
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import pathlib
@@ -77,6 +78,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         vt = args[1] if len(args) == 2 else Any
         return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off/no/on/yes as a boolean
+            value = next((a for a in args if str(a).lower() in (("on", "yes", "true") if value
+                                                                   else ("off", "no", "false"))), value)
         if value not in args:
             raise ConfigError(f"{where}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
@@ -221,6 +225,23 @@ def packaged_config(name: str) -> pathlib.Path:
         names = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(f"no packaged config {name!r}; available: {', '.join(names)}")
     return path
+
+
+def packaged_configs(prefix: str = "") -> list[str]:
+    """Names of the configs shipped in ``human_motion/configs`` that start with ``prefix`` (for help texts)."""
+    folder = pathlib.Path(__file__).parent / "configs"
+    return sorted(p.stem for p in folder.glob(f"{prefix}*.yaml"))
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except empty ones (None, False, [], "") that say nothing and those
+    whose help already says it."""
+
+    def _get_help_string(self, action):
+        empty = action.default is None or isinstance(action.default, bool) or action.default in ([], "")
+        if empty or action.default is argparse.SUPPRESS or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def resolve_config_path(value: str | None) -> pathlib.Path | None:

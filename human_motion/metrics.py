@@ -95,3 +95,31 @@ def interpolate_missing(boxes: np.ndarray, present: np.ndarray) -> np.ndarray:
     for j in range(boxes.shape[1]):
         out[~present, j] = np.interp(idx[~present], idx[present], boxes[present, j])
     return out
+
+
+def content_change(a: np.ndarray, b: np.ndarray) -> float:
+    """How much the picture changes between two small HSV frames (h, w, 3): the mean absolute difference of hue,
+    saturation and value, averaged over the three (PySceneDetect's content detector measures a cut this way; its
+    default threshold is 27 on 0..255 channels)."""
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).reshape(-1, 3).mean(axis=0)
+    return float(diff.mean())
+
+
+def segment_starts(changes: list[float], boxes: np.ndarray, present: np.ndarray, cut_threshold: float,
+                   min_iou: float) -> list[int]:
+    """Frames where a new shot or a new face track begins: 0, every frame after a content change above
+    ``cut_threshold``, every frame whose face box overlaps the previous one's by less than ``min_iou``, and the
+    frame where a face is found again after frames without it. ``changes[i]`` is the change from frame i to i+1."""
+    starts = [0]
+    last = None
+    for i in range(len(present)):
+        new = False
+        if i and changes[i - 1] > cut_threshold:
+            new = True
+        if present[i]:
+            if last is not None and (last != i - 1 or box_iou(boxes[i], boxes[last]) < min_iou):
+                new = True
+            last = i
+        if new and starts[-1] != i:
+            starts.append(i)
+    return starts

@@ -56,3 +56,21 @@ def test_interpolate_missing_boxes_and_side():
     out = interpolate_missing(boxes, np.array([True, False, True]))
     np.testing.assert_allclose(out[1], [10, 10, 20, 20])
     assert box_side(np.array([[0, 0, 4, 9]], np.float32))[0] == pytest.approx(6.0)
+
+
+def test_segments_start_at_cuts_track_jumps_and_a_face_found_again():
+    from human_motion.metrics import content_change, segment_starts
+
+    still = np.full((8, 8, 3), 100, np.uint8)
+    assert content_change(still, still) == 0.0
+    assert content_change(still, np.full((8, 8, 3), 160, np.uint8)) == 60.0
+    boxes = np.tile(np.array([100, 100, 200, 200], np.float32), (8, 1))
+    present = np.ones(8, bool)
+    assert segment_starts([0.0] * 7, boxes, present, 27.0, 0.3) == [0]
+    assert segment_starts([0, 0, 0, 40, 0, 0, 0], boxes, present, 27.0, 0.3) == [0, 4]  # a cut after frame 3
+    jumped = boxes.copy()
+    jumped[5:] += 300  # the tracked face is elsewhere from frame 5 on
+    assert segment_starts([0.0] * 7, jumped, present, 27.0, 0.3) == [0, 5]
+    gap = present.copy()
+    gap[2:4] = False  # lost for two frames, found again at 4
+    assert segment_starts([0.0] * 7, boxes, gap, 27.0, 0.3) == [0, 4]

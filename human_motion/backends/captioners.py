@@ -30,14 +30,16 @@ import time
 import unicodedata
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from human_motion.config import ConfigError
 from human_motion.devices import auto_device, torch_dtype
-from human_motion.engine.config import CaptionConfig
-from human_motion.stages.base import StageError
+
+if TYPE_CHECKING:  # the caption stage's config section; backends take it as it is
+    from human_motion.stages.caption import CaptionConfig
 
 log = logging.getLogger("human_motion")
 
@@ -155,11 +157,13 @@ class TransformersBackend:
             dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         else:
             dtype = torch_dtype(cfg.dtype)
-        self.processor = AutoProcessor.from_pretrained(cfg.model)
+        # Code from the model's repository runs only when the config says so explicitly (caption.trust_remote_code).
+        self.processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
         if not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"{cfg.model}: the processor has no chat template; use an instruction-tuned model")
         self.processor.tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
-        self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=dtype, **cfg.model_kwargs)
+        self.model = AutoModelForImageTextToText.from_pretrained(cfg.model, dtype=dtype, **cfg.model_kwargs,
+                                                                 trust_remote_code=cfg.trust_remote_code)
         if "device_map" in cfg.model_kwargs:  # accelerate placed it (a model larger than one GPU)
             self.device = str(self.model.device)
         else:
@@ -196,7 +200,8 @@ class VllmBackend:
             raise ImportError("caption.backend=vllm needs vLLM, which is not installed: `pip install vllm` on CUDA "
                               "machines (or serve the model with `vllm serve` and use caption.backend=endpoint)") from e
         self.cfg, self.sampling = cfg, SamplingParams
-        kwargs = {"limit_mm_per_prompt": {"image": cfg.num_frames}, **cfg.model_kwargs}
+        kwargs = {"limit_mm_per_prompt": {"image": cfg.num_frames}, **cfg.model_kwargs,
+                  "trust_remote_code": cfg.trust_remote_code}
         self.llm = LLM(model=cfg.model, **kwargs)
 
     def generate(self, requests: list[CaptionRequest], attempt: int) -> list[str | Exception]:
@@ -256,6 +261,14 @@ class RequestFailed(Exception):
     """The model could not be reached or answered with something that is not a chat completion."""
 
 
+class CaptionFailed(Exception):
+    """No valid answer after every retry: ``reason`` (caption_invalid | caption_request_failed) and ``detail``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
 BACKENDS = {"transformers": TransformersBackend, "vllm": VllmBackend, "endpoint": EndpointBackend}
 
 
@@ -267,10 +280,10 @@ class LMMCaptioner:
         self.backend = BACKENDS[cfg.backend](cfg)
         self.name = f"{cfg.backend}:{cfg.model}"
 
-    def caption_many(self, requests: list[CaptionRequest]) -> list[CaptionAnswer | StageError]:
+    def caption_many(self, requests: list[CaptionRequest]) -> list[CaptionAnswer | CaptionFailed]:
         """One answer or one rejection per request, in order."""
         cfg = self.cfg
-        results: list[CaptionAnswer | StageError | None] = [None] * len(requests)
+        results: list[CaptionAnswer | CaptionFailed | None] = [None] * len(requests)
         errors: dict[int, tuple[str, str]] = {}
         todo = list(range(len(requests)))
         for attempt in range(cfg.max_retries + 1):
@@ -299,7 +312,7 @@ class LMMCaptioner:
                 results[i] = CaptionAnswer(action, description, attempt + 1, text[:2000])
             todo = retry
         for i in todo:
-            results[i] = StageError(*errors[i])
+            results[i] = CaptionFailed(*errors[i])
         return results  # type: ignore[return-value]
 
 

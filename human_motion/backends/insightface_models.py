@@ -25,7 +25,7 @@ import pathlib
 
 import numpy as np
 
-from human_motion.backends.face_models import Detection, _missing
+from human_motion.backends.common import Detection, missing_backend
 
 log = logging.getLogger("human_motion")
 
@@ -43,7 +43,7 @@ def _import_insightface():
         from insightface.model_zoo import model_zoo
         from insightface.utils import face_align
     except ImportError as e:
-        raise _missing("insightface", "insightface and onnxruntime (pip install 'human-motion[insightface]'; "
+        raise missing_backend("insightface", "insightface and onnxruntime (pip install 'human-motion[insightface]'; "
                        "onnxruntime-gpu for CUDA)") from e
     return insightface, onnxruntime, model_zoo, face_align
 

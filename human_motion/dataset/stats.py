@@ -6,7 +6,7 @@ tars, and then only for the few samples it shows.
 
     hm stats shards/                         terminal tables
     hm stats shards/ --json                  the same numbers as one JSON object (see compute_stats)
-    hm stats shards/ --plots plots/          PNG charts (intensity, actions, faces, rejects, timings)
+    hm stats shards/ --plots plots/          PNG charts (intensity, actions, faces, rejects, timings) and the sheet
     hm stats shards/ --contact-sheet s.png   sample frames ordered by intensity, action phrase under each
 """
 
@@ -16,90 +16,13 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 
-import fsspec
 import numpy as np
 import pandas as pd
 
-from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA
+from human_motion.dataset.tables import BuildTables, StatsConfig, load_build
 
-STATS_SUFFIX = "_stats.json"  # as human_motion.engine.writer writes it (not imported: it pulls in the stages)
 QUANTILES = {"p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
-
-
-@dataclass(frozen=True)
-class StatsConfig:
-    intensity_bin_width: float = 1.0  # histogram bins [0, w), [w, 2w), ... and one last bin [intensity_max, inf)
-    intensity_max: float = 20.0  # the paper balances intensities over [0, 20]
-    top_actions: int = 20
-    sheet_samples: int = 12
-    sheet_frames: int = 4  # frames shown per sample (evenly spaced, first and last included), plus a motion tile
-    sheet_tile_px: int = 128
-    sheet_columns: int = 2
-    motion_gain: float = 4.0  # motion tile = mean |frame[t+1] - frame[t]| * gain, the same gain for every sample
-
-    def __post_init__(self):
-        if self.intensity_bin_width <= 0 or self.intensity_max <= 0:
-            raise ValueError("intensity_bin_width and intensity_max must be > 0")
-        if self.sheet_samples < 1 or self.sheet_frames < 2 or self.sheet_columns < 1:
-            raise ValueError("sheet_samples >= 1, sheet_frames >= 2 and sheet_columns >= 1 are needed")
-
-
-@dataclass
-class BuildTables:
-    """What ``hm stats`` reads: the index, the rejects, the manifest and each shard's _stats.json."""
-
-    root: str
-    index: pd.DataFrame
-    rejects: pd.DataFrame
-    manifest: dict = field(default_factory=dict)
-    shard_stats: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------------------- reading
-def _read_parquet(fs, paths: list[str], schema) -> pd.DataFrame:
-    frames = []
-    for p in paths:
-        with fs.open(p, "rb") as f:
-            frames.append(pd.read_parquet(f))
-    if not frames:
-        return schema.empty_table().to_pandas()
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_build(root: str) -> BuildTables:
-    """Read a build folder (any fsspec path). Falls back to the per-shard parquets when ``index.parquet`` or
-    ``rejects.parquet`` is missing (a build that was stopped before ``finalize``), and says so in ``notes``."""
-    fs, path = fsspec.core.url_to_fs(root)
-    path = path.rstrip("/")
-    if not fs.isdir(path):
-        raise FileNotFoundError(f"{root}: no such folder")
-    notes: list[str] = []
-    stats_paths = sorted(fs.glob(f"{path}/*{STATS_SUFFIX}"))
-    shard_names = [p.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for p in stats_paths]
-    tables = {}
-    for name, schema, per_shard in (("index", INDEX_SCHEMA, "{}.parquet"), ("rejects", REJECTS_SCHEMA,
-                                                                            "{}_rejects.parquet")):
-        whole = f"{path}/{name}.parquet"
-        if fs.exists(whole):
-            tables[name] = _read_parquet(fs, [whole], schema)
-        else:
-            parts = [f"{path}/{per_shard.format(n)}" for n in shard_names]
-            tables[name] = _read_parquet(fs, [p for p in parts if fs.exists(p)], schema)
-            notes.append(f"{name}.parquet missing: read {len(parts)} per-shard files instead")
-    manifest = json.loads(fs.cat(f"{path}/manifest.json")) if fs.exists(f"{path}/manifest.json") else {}
-    shard_stats = []
-    for p in stats_paths:
-        try:
-            shard_stats.append(json.loads(fs.cat(p)))
-        except ValueError:
-            notes.append(f"{p.rsplit('/', 1)[-1]} is not valid JSON; its timings are left out")
-            shard_stats.append({})  # the shard still counts
-    if not shard_stats and not manifest:
-        notes.append("no manifest.json and no *_stats.json: is this a build folder?")
-    return BuildTables(root, tables["index"], tables["rejects"], manifest, shard_stats, notes)
 
 
 # ---------------------------------------------------------------------------------------------------------- numbers
@@ -325,7 +248,7 @@ def format_report(stats: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", help="a build folder (what hm build --out wrote)")
     parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
-    parser.add_argument("--plots", metavar="DIR", help="write PNG charts to DIR")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG charts and the contact sheet to DIR")
     parser.add_argument("--contact-sheet", metavar="PATH", help="write a PNG of sample frames ordered by intensity")
     parser.add_argument("--sheet-samples", type=int, default=StatsConfig.sheet_samples,
                         help="samples on the contact sheet (default %(default)s)")
@@ -341,16 +264,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stats = compute_stats(build, cfg)
     if args.plots or args.contact_sheet:
-        from human_motion.dataset.stats_plots import write_contact_sheet, write_plots
+        from human_motion.dataset.stats_plots import write_contact_sheet, write_plots  # matplotlib: only if asked
     if args.plots:
         stats["plots"] = write_plots(build, stats, args.plots)
-    if args.contact_sheet:
-        stats["contact_sheet"] = {"path": args.contact_sheet,
-                                  "keys": write_contact_sheet(build, args.contact_sheet, cfg)}
+    sheet = args.contact_sheet or (f"{args.plots.rstrip('/')}/contact_sheet.png" if args.plots else None)
+    if sheet and len(build.index):
+        stats["contact_sheet"] = {"path": sheet, "keys": write_contact_sheet(build, sheet, cfg)}
     if args.json:
         print(json.dumps(stats, indent=1))
     else:
         print(format_report(stats))
-        for p in stats.get("plots", []) + ([args.contact_sheet] if args.contact_sheet else []):
+        for p in stats.get("plots", []) + ([stats["contact_sheet"]["path"]] if "contact_sheet" in stats else []):
             print(f"wrote {p}")
     return 0

@@ -13,7 +13,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from human_motion.dataset.stats import StatsConfig, BuildTables
+from human_motion.dataset.tables import BuildTables, StatsConfig
 
 
 def _pyplot():

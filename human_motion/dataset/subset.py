@@ -1,4 +1,10 @@
-"""``hm select``: an intensity-balanced subset, or per-sample sampling weights, from an existing build's index.
+"""``hm select``: tighter thresholds, an intensity-balanced subset, or per-sample sampling weights, from an existing
+build's index, with no model run.
+
+Thresholds first (``--set select.KEY=VALUE``, the keys of the build's ``select`` section): every score the build's
+stages wrote is a column of ``index.parquet``, so the same checks the build's select steps applied
+(stages/select.py) are applied again to the index, starting from the build's own thresholds (its manifest) with
+the ``--set`` values on top; samples that fail are left out and counted by reason.
 
 The project page says the curated set was resampled so that motion intensities are balanced over [0, 20]. This
 reads ``index.parquet`` (or the per-shard index files of a build folder), puts each sample's ``intensity`` into
@@ -131,6 +137,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="intensities outside the bins: into the end bins (clip, default) or left out (drop)")
     p.add_argument("--exclude-static", action="store_true", help="leave out static (image) samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset choice (default 0)")
+    p.add_argument("--set", action="append", default=[], metavar="select.KEY=VALUE",
+                   help="a tighter threshold, e.g. --set select.min_face_score=0.9 (repeatable); applied to the "
+                        "scores in the index, starting from the build's own thresholds")
+    p.add_argument("--no-balance", action="store_true",
+                   help="keep every sample that passes the thresholds (no per-bin subset, no weights)")
+
+
+def build_select_config(path: str | pathlib.Path, sets: list[str]):
+    """The build's own select section (from manifest.json beside the index, else the defaults), then ``sets``."""
+    import json
+
+    from human_motion.config import load_config
+    from human_motion.stages.select import SelectConfig
+
+    p = pathlib.Path(path)
+    manifest = (p if p.is_dir() else p.parent) / "manifest.json"
+    base = {}
+    if manifest.is_file():
+        try:
+            base = json.loads(manifest.read_text(encoding="utf-8")).get("config", {}).get("select", {}) or {}
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"{manifest}: not a readable build manifest ({e}); pass the index.parquet "
+                              "alone") from None
+    overrides = []
+    for text in sets:
+        if not text.startswith("select."):
+            raise ConfigError(f"--set {text!r}: hm select takes thresholds of the select section, e.g. "
+                              "--set select.min_face_score=0.9")
+        overrides.append(text.removeprefix("select."))
+    return load_config(SelectConfig, None, overrides, base=base)
+
+
+def apply_thresholds(table: pa.Table, cfg) -> tuple[np.ndarray, dict[str, int]]:
+    """(mask of samples that pass every check whose score the index has, rejections by reason)."""
+    from collections import Counter
+
+    from human_motion.schema import SCORE_COLUMNS
+    from human_motion.stages.select import first_failure
+
+    cols = {c: table.column(c).to_pylist() for c in SCORE_COLUMNS if c in table.column_names}
+    kinds = table.column("embedding_kind").to_pylist() if "embedding_kind" in table.column_names \
+        else [None] * table.num_rows
+    keep = np.ones(table.num_rows, bool)
+    reasons: Counter = Counter()
+    for i in range(table.num_rows):
+        scores = {c: v[i] for c, v in cols.items() if v[i] is not None}
+        failed = first_failure(scores, cfg, None, kinds[i])
+        if failed:
+            keep[i] = False
+            reasons[failed[0]] += 1
+    return keep, dict(reasons.most_common())
 
 
 def select_balanced(table: pa.Table, edges: np.ndarray, weights: bool = False, per_bin: int | None = None,
@@ -155,6 +212,12 @@ def select_balanced(table: pa.Table, edges: np.ndarray, weights: bool = False, p
         raise ConfigError("--per-bin must be >= 1")
     keep = balanced_subset(keys, bins, n_bins, per_bin, seed)
     return out.filter(pa.array(keep))
+
+
+def _all(table: pa.Table) -> pa.Table:
+    """Every sample, with the columns a subset file has."""
+    return pa.table({c: table.column(c) for c in ("key", "shard", "source", "static", "intensity")
+                     if c in table.column_names})
 
 
 def write_output(table: pa.Table, path: pathlib.Path, weights: bool) -> None:
@@ -183,6 +246,16 @@ def run(args: argparse.Namespace) -> int:
     if out_path.suffix.lower() not in (".parquet", ".txt", ".csv"):
         raise ConfigError(f"--out {args.out!r}: use a .parquet, .txt or .csv file name")
     table = read_index(args.index)
+    keep, reasons = apply_thresholds(table, build_select_config(args.index, args.set))
+    if reasons:
+        print(f"thresholds leave out {int((~keep).sum())} of {table.num_rows} samples: "
+              + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+        table = table.filter(pa.array(keep))
+    if args.no_balance:
+        result = _all(table)
+        write_output(result, out_path, False)
+        print(f"wrote {result.num_rows} samples to {out_path}")
+        return 0
     result = select_balanced(table, edges, args.weights, args.per_bin, args.outside, args.exclude_static, args.seed)
     write_output(result, out_path, args.weights)
     all_bins = assign_bins(np.array([np.nan if v is None else v for v in table.column("intensity").to_pylist()]),

@@ -1,8 +1,9 @@
 """``hm verify SHARDS``: check that a build's shards, index and sample schema agree.
 
 Every ``{id:06d}.tar`` must open and end with the end-of-archive marker; every member must decode (mp4 with PyAV,
-jpg with OpenCV, npy without pickles, json); each sample must hold exactly the members of ``schema.VIDEO_MEMBERS``
-or ``schema.STATIC_MEMBERS`` and a json valid against ``schema.SAMPLE_FIELDS``, with arrays and video of the
+jpg with OpenCV, npy without pickles, json); each sample must hold exactly the members of ``schema.MEMBERS``
+(builds of schema 1 stored static samples as ``jpg``) and a json valid against ``schema.SAMPLE_FIELDS``, with arrays
+and video of the
 shapes the json states; ``index.parquet`` must list every sample once and nothing else; no key may appear twice,
 within a shard or across shards; every shard needs its ``_stats.json`` (counting the tar's samples) and its two
 parquets. Each problem is printed as one line naming
@@ -24,7 +25,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from human_motion.schema import INDEX_SCHEMA, SAMPLE_FIELDS, SCHEMA_VERSION, STATIC_MEMBERS, VIDEO_MEMBERS, safe_key
+from human_motion.schema import (INDEX_SCHEMA, MEMBERS, READABLE_SCHEMA_VERSIONS, SAMPLE_FIELDS, STATIC_MEMBERS_V1,
+                                 safe_key)
 
 STATS_SUFFIX = "_stats.json"  # as human_motion.engine.writer writes it
 TAR_END = 1024  # a tar ends with two 512-byte blocks of zeros
@@ -88,14 +90,16 @@ def check_sample_json(key: str, meta) -> list[str]:
     """Problems of one sample's json against schema.SAMPLE_FIELDS and its own consistency (messages without prefix)."""
     if not isinstance(meta, dict):
         return [f"is a JSON {type(meta).__name__}, not an object"]
-    problems = [f"missing field {name!r}" for name in SAMPLE_FIELDS if name not in meta]
+    v1 = meta.get("schema_version") == 1
+    problems = [f"missing field {name!r}" for name in SAMPLE_FIELDS
+                if name not in meta and not (v1 and name == "media")]
     for name, (expected, _) in SAMPLE_FIELDS.items():
         if name in meta and not _is_type(meta[name], expected):
             problems.append(f"field {name!r} is {type(meta[name]).__name__}, expected {_type_name(expected)}")
     if problems:
         return problems
-    if meta["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version {meta['schema_version']}, this code reads {SCHEMA_VERSION}")
+    if meta["schema_version"] not in READABLE_SCHEMA_VERSIONS:
+        problems.append(f"schema_version {meta['schema_version']}, this code reads {READABLE_SCHEMA_VERSIONS}")
     if meta["key"] != key:
         problems.append(f"json key {meta['key']!r} differs from the member key")
     expected_key = safe_key(meta["source"], meta["clip_id"], meta["window"])
@@ -103,12 +107,14 @@ def check_sample_json(key: str, meta) -> list[str]:
         problems.append(f"key is not safe_key(source, clip_id, window) = {expected_key!r}")
     if meta["num_frames"] < 1 or meta["size_px"] < 8 or meta["size_px"] % 8:
         problems.append(f"num_frames {meta['num_frames']} / size_px {meta['size_px']} out of range")
-    if meta["static"] != (meta["num_frames"] == 1):
+    if v1 and meta["static"] != (meta["num_frames"] == 1):
         problems.append(f"static={meta['static']} with num_frames={meta['num_frames']}")
+    if meta["static"] and meta["intensity"] != 0:
+        problems.append(f"static sample with intensity {meta['intensity']}")
     if not (math.isfinite(meta["intensity"]) and meta["intensity"] >= 0):
         problems.append(f"intensity {meta['intensity']} is not a finite number >= 0")
     steps = meta["intensity_per_step"]
-    if not meta["static"] and len(steps) != meta["num_frames"] - 1:
+    if not (v1 and meta["static"]) and len(steps) != meta["num_frames"] - 1:
         problems.append(f"{len(steps)} intensity_per_step values for {meta['num_frames']} frames")
     if len(meta["span_s"]) != 2:
         problems.append(f"span_s has {len(meta['span_s'])} values, expected [start, end]")
@@ -167,7 +173,8 @@ def _check_member(ext: str, data: bytes, meta: dict | None, cfg: VerifyConfig) -
         if meta is None:
             return problems
         side = meta["size_px"] // 8
-        steps = len(meta["intensity_per_step"]) if meta["static"] else meta["num_frames"] - 1
+        steps = len(meta["intensity_per_step"]) if meta["static"] and meta["schema_version"] == 1 \
+            else meta["num_frames"] - 1
         if arr.shape != (steps, side, side):
             problems.append(f"shape {arr.shape}, expected ({steps}, {side}, {side}) from the json")
         elif meta["static"] and arr.any():
@@ -194,7 +201,7 @@ def check_sample(key: str, members: dict[str, bytes], cfg: VerifyConfig) -> tupl
                                                                     for p in json_problems)):
                 meta = None  # field types are wrong: shapes cannot be checked against it
     if meta is not None:
-        expected = STATIC_MEMBERS if meta["static"] else VIDEO_MEMBERS
+        expected = STATIC_MEMBERS_V1 if meta["static"] and meta["schema_version"] == 1 else MEMBERS
         problems += [f"{key}.{m}: missing" for m in expected if m not in members]
         problems += [f"{key}.{m}: not a member of a {'static' if meta['static'] else 'video'} sample"
                      for m in members if m not in expected]

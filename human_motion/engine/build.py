@@ -1,327 +1,211 @@
-"""``hm build``: sources -> input manifest -> skip done shards -> Ray Data stages -> sink.
+"""``hm build``: plan -> run the dataflow (workers write parts) -> assemble shards -> gather index and manifest.
 
-The input manifest (``_inputs.parquet``) fixes, on the first run, which clip goes to which shard; a later run with
-the same configuration reuses it, skips every shard whose ``_stats.json`` exists, and processes the rest. So a
-build killed at any point and started again with the same command ends with exactly the samples of an
-uninterrupted one.
+The driver (this module) plans and keeps count; it never holds a sample's bytes. See engine/plan.py for the output
+folder, the input manifest and resuming, engine/executors.py for running the steps, engine/writer.py for what is
+written where, and engine/crashes.py for clips that crash their worker.
 """
 
 from __future__ import annotations
 
-import argparse
+import concurrent.futures
 import json
 import logging
-import os
-import pathlib
 import platform
 import sys
 import time
 from collections import Counter
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from human_motion import __version__
-from human_motion.config import ConfigError, load_config, merge, read_config_file, resolve_config_path, to_dict
+from human_motion.config import to_dict
 from human_motion.engine import crashes
-from human_motion.engine.config import BuildConfig, stage_resources
-from human_motion.engine.writer import ShardSink, done_shards, finalize, write_atomic
-from human_motion.sources import collect_specs, parse_sources_arg
-from human_motion.types import ClipSpec, Row, rows_from_batch
+from human_motion.engine.config import BuildConfig
+from human_motion.engine.executors import init_ray, initial_record, run_local, run_ray
+from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_complete, prepare_inputs,
+                                      remove_stale_temporaries)
+from human_motion.engine.progress import Progress
+from human_motion.engine.writer import PartWriter, assemble_shard, finalize, result_of, write_atomic
+from human_motion.types import Row
 
 log = logging.getLogger("human_motion")
 
-INPUTS = "_inputs.parquet"
-FINGERPRINT = "_build.json"
+
+class ShardTracker:
+    """Counts finished clips per shard (starting from those whose parts a killed run left complete) and says when
+    a shard has all of its clips."""
+
+    def __init__(self, plan: Plan):
+        self.expected = {s: plan.expected[s] for s in plan.todo_shards}
+        self.clips_done = Counter({s: len(plan.complete.get(s, ())) for s in self.expected})
+        self.windows: Counter = Counter()
+
+    def add(self, result: dict) -> tuple[bool, int | None]:
+        """(this row finished its clip, the shard it completed or None)."""
+        clip = (result["shard"], result["clip_index"])
+        self.windows[clip] += 1
+        if self.windows[clip] < result["n_windows"]:
+            return False, None
+        del self.windows[clip]
+        self.clips_done[clip[0]] += 1
+        return True, clip[0] if self.clips_done[clip[0]] == self.expected[clip[0]] else None
 
 
-def _stage_classes() -> dict[str, type]:
-    from human_motion.stages.caption import Caption
-    from human_motion.stages.decode import Decode
-    from human_motion.stages.encode import Encode
-    from human_motion.stages.faces import Faces
-    from human_motion.stages.flow import FlowIntensity
-    from human_motion.stages.quality import Quality
+class BuildActor(crashes.CrashJournal):
+    """The one small actor a Ray build runs besides its workers: the crash journal of the pass in progress, and the
+    assembler of shards (on a worker, so sample bytes never reach the driver). It holds no CPU, and starts with the
+    build, so it is ready when the first shard completes; every worker process Ray starts costs seconds on a small
+    machine, so one actor does both."""
 
-    return {"decode": Decode, "quality": Quality, "faces": Faces, "flow": FlowIntensity, "caption": Caption,
-            "encode": Encode}
+    def assemble(self, out: str, shard: int, expected: int) -> int:
+        return assemble_shard(out, shard, expected)
 
 
-# Keys that change how a build runs but never what it writes: a resumed build may change them freely.
-RUNTIME_KEYS = {
-    "*": ("batch_size", "concurrency", "num_cpus", "num_gpus", "device"),
-    "flow": ("raft_pairs_per_call",),
-    "caption": ("request_timeout_s", "max_parallel_requests", "retry_backoff_s"),
-    "sink": ("mode",),
-}
+class Assembler:
+    """Assembles complete shards: on the build actor (on Ray), or here with no Ray."""
 
+    def __init__(self, out: str, expected: dict[int, int], actor, progress: Progress, total: int):
+        self.out, self.expected, self.actor, self.progress = out, expected, actor, progress
+        self.pending: dict = {}
+        self.written: list[int] = []
+        self.total = total
 
-def fingerprint(cfg: BuildConfig) -> dict:
-    """The parts of the config that decide the outputs (resources, devices and Ray settings excluded)."""
-    data = to_dict(cfg)
-    data.pop("ray", None)
-    for section, values in data.items():
-        if isinstance(values, dict):
-            for k in RUNTIME_KEYS["*"] + RUNTIME_KEYS.get(section, ()):
-                values.pop(k, None)
-    return data
-
-
-def initial_record(spec: ClipSpec) -> dict:
-    return {"spec": spec.to_json(), "source": spec.source, "clip_id": spec.clip_id, "media_path": spec.path,
-            "static": spec.static, "labels": spec.labels, "status": "ok", "window": -1}
-
-
-def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
-    """Create (first run) or reuse (later runs) the input manifest; refuse a folder built with another config."""
-    fp_path, inputs_path = f"{root}/{FINGERPRINT}", f"{root}/{INPUTS}"
-    fs.makedirs(root, exist_ok=True)
-    wanted = fingerprint(cfg)
-    if fs.exists(fp_path) and fs.exists(inputs_path):
-        have = json.loads(fs.cat(fp_path))
-        if have.get("config") != wanted:
-            diff = sorted(_diff_keys(have.get("config", {}), wanted))
-            raise ConfigError(
-                f"{root} holds a build made with a different configuration (differs in: {', '.join(diff[:6])}); "
-                "run the same command to resume it, add --overwrite to start again, or choose another --out")
-        with fs.open(inputs_path, "rb") as f:
-            return pq.read_table(f)
-    specs = collect_specs(cfg.sources, pathlib.Path(root))
-    if not specs:
-        raise ConfigError("the sources yielded no clips; check the source roots (and limits) in the config")
-    per = cfg.sink.clips_per_shard
-    table = pa.table({
-        "shard": [i // per for i in range(len(specs))],
-        "clip_index": list(range(len(specs))),
-        "source": [s.source for s in specs],
-        "clip_id": [s.clip_id for s in specs],
-        "spec": [s.to_json() for s in specs],
-    })
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf)
-    write_atomic(fs, inputs_path, buf.getvalue().to_pybytes())
-    write_atomic(fs, fp_path, json.dumps({"config": wanted, "created": time.time()}, indent=1).encode())
-    return table
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> set[str]:
-    out = set()
-    for k in set(a) | set(b):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out |= _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.add(f"{prefix}{k}")
-    return out
-
-
-def _clean_output(fs, root: str) -> None:
-    for path in fs.glob(f"{root}/*"):
-        name = path.rsplit("/", 1)[-1]
-        if name[:6].isdigit() or name in (INPUTS, FINGERPRINT, crashes.QUARANTINE, "index.parquet",
-                                           "rejects.parquet", "manifest.json", "config.yaml") or name.endswith(".tmp"):
-            fs.rm(path, recursive=True)
-
-
-def _init_ray(cfg: BuildConfig):
-    import ray
-
-    if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, log_to_driver=True, configure_logging=True,
-                      logging_level=logging.WARNING)
-        if cfg.ray.address:
-            ray.init(address=cfg.ray.address, **kwargs)
-        else:
-            # Workers must import human_motion from this checkout even when it is not installed.
-            src = str(pathlib.Path(__file__).resolve().parents[2])
-            env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-                                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-                                # mediapipe's C++ logging: warnings about its graphs on every actor start.
-                                "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2")}}
-            ray.init(num_cpus=cfg.ray.num_cpus, runtime_env=env,
-                     object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.ray.progress
-    ctx.print_on_execution_start = False
-    return ray
-
-
-MAX_BLOCKS = 4096
-
-
-def run_stages_ray(cfg: BuildConfig, rows: list[Row], journal: str):
-    """Stream rows through the stages on Ray Data; yields finished rows as they arrive. Every stage reports the
-    rows it works on to the crash journal actor named ``journal`` (engine/crashes.py)."""
-    ray = _init_ray(cfg)
-    classes = _stage_classes()
-    # One block per clip streams best on small builds; past a few thousand blocks Ray's per-block overhead wins.
-    ds = ray.data.from_items([r.to_columns() for r in rows], override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
-    for name in cfg.stages:
-        res = stage_resources(cfg, name)
-        ds = ds.map_batches(
-            crashes.JournaledStage, fn_constructor_kwargs={"stage_cls": classes[name], "cfg": cfg, "journal": journal},
-            batch_size=res.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=res.concurrency), num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-            # Ray Data restarts actors and retries their tasks forever by default: a clip that crashes a native
-            # library would then loop. Bounded retries turn it into an error (finished shards stay done).
-            max_restarts=cfg.ray.max_retries, max_task_retries=cfg.ray.max_retries,
-        )
-    for batch in ds.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=0):
-        yield from rows_from_batch(batch)
-
-
-def run_stages_local(cfg: BuildConfig, rows: list[Row]):
-    """The same stages in this process, one row at a time (tests and debugging: --set ray.address=local)."""
-    stages = [cls(cfg) for name, cls in _stage_classes().items() if name in cfg.stages]
-    for row in rows:
-        batch = [row]
-        for stage in stages:
-            batch = stage.process_rows(batch)
-        yield from batch
-
-
-def run_passes(cfg: BuildConfig, fs, root: str, pending: list[Row], sink: ShardSink, n_done: int,
-               n_expected: int) -> None:
-    """Run the pending rows into the sink. A pass that fails because clips kept crashing their workers records
-    those clips in the quarantine and is followed by another over the shards not yet written, with the
-    quarantined clips as ``worker_crashed`` rejections; any other failure is raised."""
-    quarantine = crashes.read_quarantine(fs, root)
-    local = cfg.ray.address == "local"
-    while True:
-        rows = [r for r in pending if r.shard not in sink.written]
-        journal = name = None
-        if not local:
-            _init_ray(cfg)
-            journal, name = crashes.start_journal()
-        try:
-            runnable = []
-            for row in rows:
-                entry = quarantine.get(crashes.row_key(row))
-                if entry is None:
-                    runnable.append(row)
-                else:
-                    _sink_add(sink, crashes.quarantined_row(row, entry), n_done, n_expected)
-            for row in (run_stages_local(cfg, runnable) if local else run_stages_ray(cfg, runnable, name)):
-                _sink_add(sink, row, n_done, n_expected)
+    def submit(self, shard: int) -> None:
+        if self.actor is None:
+            self._done(assemble_shard(self.out, shard, self.expected[shard]))
             return
-        except Exception:
-            new = {} if journal is None or cfg.ray.max_retries < 1 else crashes.poisoned(journal, quarantine)
-            if not new:
-                raise
-            for key, entry in new.items():
-                entry["clip_id"] = _clip_id(rows, key)
-                log.warning("hm build: clip %s (%s) crashed its worker %d times in stage %s: quarantined as %s",
-                            key, entry["clip_id"], entry["crashes"], entry["stage"], crashes.CRASH_REASON)
-            quarantine.update(new)
-            write_atomic(fs, f"{root}/{crashes.QUARANTINE}", json.dumps(quarantine, indent=1).encode())
-            sink.forget_unwritten()
-        finally:
-            if journal is not None:
+        self.pending[self.actor.assemble.remote(self.out, shard, self.expected[shard])] = shard
+        self.poll()
+
+    def poll(self, wait: bool = False) -> None:
+        if not self.pending:
+            return
+        import ray
+
+        ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending) if wait else 1, timeout=None if wait
+                            else 0)
+        for ref in ready:
+            del self.pending[ref]
+            self._done(ray.get(ref))
+
+    def _done(self, shard: int) -> None:
+        self.written.append(shard)
+        self.progress.note(f"hm build: shard {shard:06d} written ({len(self.written)}/{self.total} to do)")
+
+
+def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler: Assembler,
+               progress: Progress, journal: tuple | None) -> None:
+    """Run the pending clips. A pass that fails because clips kept crashing their workers records those clips in
+    the quarantine and is followed by another over what is not yet written, with the quarantined clips as
+    ``worker_crashed`` rejections; any other failure is raised. ``journal``: (handle, name) of the crash journal
+    on Ray, None in this process (where a crash ends the build anyway)."""
+    quarantine = crashes.read_quarantine(fs, root)
+    handle, name = journal or (None, None)
+    writer = PartWriter(out)
+    while True:
+        run, held = plan.pending(quarantine)
+        tracker = ShardTracker(plan)
+        rows = [Row(shard, clip, 1, initial_record(spec)) for shard, clip, spec in run]
+        try:
+            if handle is not None:
                 import ray
 
-                ray.kill(journal)
+                ray.get(handle.reset.remote())  # a new pass: crashes of the last one are counted already
+            for shard, clip, spec in held:  # a small rejection part, written here
+                row = crashes.quarantined_row(Row(shard, clip, 1, initial_record(spec)),
+                                              quarantine[crashes.clip_key(shard, clip)])
+                writer(row)
+                _count(result_of(row), tracker, assembler, progress)
+            for result in run_ray(cfg, rows, out, name) if handle is not None else run_local(cfg, rows, out):
+                _count(result, tracker, assembler, progress)
+            return
+        except Exception:
+            new = {} if handle is None or cfg.ray.max_retries < 1 else crashes.poisoned(handle, quarantine)
+            if not new:
+                raise
+        for key, entry in new.items():
+            entry["clip_id"] = next((r.record["clip_id"] for r in rows if crashes.row_key(r) == key), "?")
+            progress.note(f"hm build: clip {key} ({entry['clip_id']}) crashed its worker {entry['crashes']} times "
+                          f"in stage {entry['stage']}: quarantined as {crashes.CRASH_REASON}")
+        quarantine.update(new)
+        write_atomic(fs, f"{root}/{crashes.QUARANTINE}", json.dumps(quarantine, indent=1).encode())
+        assembler.poll(wait=True)
+        plan.done |= set(assembler.written)
+        plan.refresh()
 
 
-def _clip_id(rows: list[Row], key: str) -> str:
-    return next((r.record.get("clip_id", "?") for r in rows if crashes.row_key(r) == key), "?")
-
-
-def _sink_add(sink: ShardSink, row: Row, n_done: int, n_expected: int) -> None:
-    shard = sink.add(row)
+def _count(result: dict, tracker: ShardTracker, assembler: Assembler, progress: Progress) -> None:
+    progress.row(result["status"] == "ok", result["stage"])
+    clip_done, shard = tracker.add(result)
+    if clip_done:
+        progress.clip()
     if shard is not None:
-        log.warning("hm build: shard %06d written (%d/%d shards done)", shard, n_done + len(sink.written), n_expected)
+        assembler.submit(shard)
+    elif assembler.pending:
+        assembler.poll()
 
 
-def build(cfg: BuildConfig, out: str) -> dict:
-    """Run a build into ``out`` (a local path or an fsspec URL); returns the summary."""
+def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> dict:
+    """Run a build into ``out`` (a local path or an fsspec URL); returns the summary. Progress goes to
+    ``console`` (default: stderr)."""
+    console = console or sys.stderr
     started = time.time()
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
-    if cfg.sink.mode == "overwrite":
-        _clean_output(fs, root)
+    check_output(fs, root, overwrite=False)  # before anything is written: refuse a folder that is not a build
     fs.makedirs(root, exist_ok=True)
-    for tmp in fs.glob(f"{root}/*.tmp"):  # leftovers of a killed run; never under a final name
-        fs.rm(tmp)
-    inputs = prepare_inputs(cfg, fs, root)
-    done = done_shards(fs, root)
-    expected = Counter(inputs.column("shard").to_pylist())
-    pending = [
-        Row(shard, idx, 1, initial_record(ClipSpec.from_json(spec)))
-        for shard, idx, spec in zip(inputs.column("shard").to_pylist(), inputs.column("clip_index").to_pylist(),
-                                    inputs.column("spec").to_pylist())
-        if shard not in done
-    ]
-    todo = {s: n for s, n in expected.items() if s not in done}
-    log.warning("hm build: %d clips in %d shards; %d shards done, %d to do", inputs.num_rows, len(expected),
-                len(done), len(todo))
-    sink = ShardSink(fs, root, todo)
-    if pending:
-        run_passes(cfg, fs, root, pending, sink, len(done), len(expected))
-        if sink.incomplete:
-            raise RuntimeError(f"shards {sink.incomplete} did not receive all their clips; run the command again")
-    write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
-    run = {"started": started, "seconds": round(time.time() - started, 2), "shards_written": len(sink.written),
-           "argv": sys.argv}
+    with OutputLock(fs, root):
+        kept = check_output(fs, root, overwrite=cfg.sink.mode == "overwrite")
+        if kept:
+            log.warning("hm build: kept %d file(s) in %s that are not the build's: %s", len(kept), root,
+                        ", ".join(kept[:5]))
+        remove_stale_temporaries(fs, root)
+        use_ray = cfg.ray.address != "local" and not looks_complete(fs, root)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # Ray starts (seconds) while the sources are read and the manifest written; ray.init itself must run
+            # in the main thread.
+            planned = pool.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root)))
+            if use_ray:
+                init_ray(cfg, verbose)
+            plan = planned.result()
+        run, _ = plan.pending({})
+        print(f"hm build: {plan.inputs.num_rows} clips in {len(plan.expected)} shards; {len(plan.done)} shards done, "
+              f"{len(plan.todo_shards)} to do ({len(run)} clips to run)", file=console, flush=True)
+        journal = crashes.start_journal(BuildActor) if use_ray and plan.todo_shards else None
+        progress = Progress(len(run), cfg.progress, console)
+        assembler = Assembler(out, dict(plan.expected), journal[0] if journal else None, progress,
+                              len(plan.todo_shards))
+        try:
+            for shard in plan.ready_shards():  # every clip already written by a run that was stopped
+                assembler.submit(shard)
+            if len(assembler.written) + len(assembler.pending) < len(plan.todo_shards):
+                run_passes(cfg, fs, root, out, plan, assembler, progress, journal)
+            assembler.poll(wait=True)
+        finally:
+            progress.close()
+            if journal is not None:
+                import ray
+
+                ray.kill(journal[0])
+        missing = sorted(set(plan.todo_shards) - set(assembler.written))
+        if missing:
+            raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")
+        write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+        run_info = {"started": started, "seconds": round(time.time() - started, 2),
+                    "shards_written": len(assembler.written), "argv": sys.argv}
+        return finalize(fs, root, run_info, {"config": to_dict(cfg), "versions": _versions()})
+
+
+def _versions() -> dict:
     versions = {"human_motion": __version__, "python": platform.python_version()}
     for mod in ("ray", "cv2", "av", "mediapipe", "dlib", "torch", "webdataset", "pyarrow"):
         m = sys.modules.get(mod)
         if m is not None:
             versions[mod] = getattr(m, "__version__", "?")
-    return finalize(fs, root, run, {"config": to_dict(cfg), "versions": versions})
+    return versions
 
 
-def format_summary(summary: dict, seconds: float) -> str:
-    lines = [f"clips in: {summary['clips']}   samples out: {summary['samples']}   rejects: {summary['rejects']}   "
-             f"shards: {summary['shards']}   wall: {seconds:.1f}s"]
-    if summary["samples_by_source"]:
-        lines.append("samples by source: " + ", ".join(f"{k} {v}" for k, v in summary["samples_by_source"].items()))
-    if summary["rejects_by_reason"]:
-        lines.append("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items()))
-    if summary["stage_seconds"]:
-        # "decode.detect" is a part of "decode": shown, but not counted twice in the total.
-        total = sum(v for k, v in summary["stage_seconds"].items() if "." not in k) or 1.0
-        lines.append("time per stage (worker seconds): " + ", ".join(
-            f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in summary["stage_seconds"].items()))
-    return "\n".join(lines)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sources", help="comma-separated sources, NAME or NAME=ROOT (default: demo); "
-                                     "e.g. folder=videos/ or celebv-hq,vfhq with roots in --config")
-    p.add_argument("--config", help="YAML/TOML config file, or a packaged config name (build, paper)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set flow.backend=farneback (repeatable)")
-    p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    p.add_argument("--overwrite", action="store_true", help="delete an earlier build in --out and start again")
-    p.add_argument("--ray-address", help="join a running Ray cluster ('auto' or host:port); default: in-process")
-
-
-def load_build_config(args: argparse.Namespace) -> BuildConfig:
-    """Config file (or packaged name), then ``--sources`` (which sources run; roots and options still come from
-    the file), then ``--set``. With no sources anywhere, the embedded ``demo`` corpus."""
-    path = resolve_config_path(args.config)
-    data = read_config_file(path) if path is not None else {}
-    if args.sources:
-        in_file = data.get("sources") or {}
-        data["sources"] = {n: merge(in_file.get(n) or {}, v) for n, v in parse_sources_arg(args.sources).items()}
-    elif not data.get("sources"):
-        data["sources"] = {"demo": {}}
-    overrides = list(args.set)
-    if args.overwrite:
-        overrides.append("sink.mode=overwrite")
-    if args.ray_address:
-        overrides.append(f"ray.address={args.ray_address}")
-    return load_config(BuildConfig, None, overrides, base=data)
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    cfg = load_build_config(args)
-    started = time.time()
-    summary = build(cfg, args.out)
-    print(format_summary(summary, time.time() - started))
-    print(f"wrote {args.out}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
-    return 0
-
+def run_stages_local(cfg: BuildConfig, rows: list[Row]):
+    """The steps in this process without writing (tests, debugging, the reference face): yields finished rows."""
+    yield from run_local(cfg, rows)

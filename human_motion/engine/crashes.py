@@ -23,6 +23,7 @@ ends; the quarantine written by an earlier Ray run is still honoured there.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections import Counter
 
@@ -33,15 +34,25 @@ CRASH_REASON = "worker_crashed"
 MIN_CRASHES = 2  # begun and never finished this many times in one pass: the clip, not a bystander
 
 
-def row_key(row: Row) -> str:
+def clip_key(shard: int, clip_index: int) -> str:
     """One clip of the input manifest (all of its windows)."""
-    return f"{row.shard}:{row.clip_index}"
+    return f"{shard}:{clip_index}"
+
+
+def row_key(row: Row) -> str:
+    return clip_key(row.shard, row.clip_index)
 
 
 class CrashJournal:
-    """Which clips each stage began and finished (a Ray actor, one per pass of a build)."""
+    """Which clips each stage began and finished, in one pass of a build (a Ray actor whose methods may run in
+    several threads: every update holds the lock)."""
 
     def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """A new pass: nothing begun yet."""
         self.begun: Counter = Counter()
         self.ended: Counter = Counter()
         self.stage: dict[str, str] = {}
@@ -49,29 +60,34 @@ class CrashJournal:
     # One call is one attempt at each clip it names, however many of the clip's windows it holds: a batch with
     # three windows of a clip that dies once is one crash of that clip, not three.
     def begin(self, keys: list[str], stage: str) -> None:
-        self.begun.update(set(keys))
-        for k in keys:
-            self.stage[k] = stage
+        with self.lock:
+            self.begun.update(set(keys))
+            for k in keys:
+                self.stage[k] = stage
 
     def end(self, keys: list[str]) -> None:
-        self.ended.update(set(keys))
+        with self.lock:
+            self.ended.update(set(keys))
 
     def suspects(self, keys: list[str]) -> list[bool]:
         """For each key: was it begun before and never finished (its worker died while it was in flight)?"""
-        return [self.begun[k] > self.ended[k] for k in keys]
+        with self.lock:
+            return [self.begun[k] > self.ended[k] for k in keys]
 
     def unfinished(self) -> dict[str, dict]:
         """``{key: {"stage": ..., "crashes": n}}`` for every clip begun more often than finished."""
-        return {k: {"stage": self.stage[k], "crashes": n - self.ended[k]}
-                for k, n in self.begun.items() if n > self.ended[k]}
+        with self.lock:
+            return {k: {"stage": self.stage[k], "crashes": n - self.ended[k]}
+                    for k, n in self.begun.items() if n > self.ended[k]}
 
 
-def start_journal():
-    """A fresh journal actor; returns (handle, name)."""
+def start_journal(cls: type = CrashJournal):
+    """A journal actor (``cls``: CrashJournal or a subclass that does more); returns (handle, name). Its methods
+    run in threads, so a long call (assembling a shard) never holds up the stages' begin/end."""
     import ray
 
-    name = f"hm-crash-journal-{uuid.uuid4().hex[:12]}"
-    handle = ray.remote(num_cpus=0, max_restarts=0)(CrashJournal).options(name=name).remote()
+    name = f"hm-build-{uuid.uuid4().hex[:12]}"
+    handle = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(cls).options(name=name).remote()
     ray.get(handle.unfinished.remote())  # started before any stage asks for it by name
     return handle, name
 
@@ -93,17 +109,6 @@ class JournalClient:
 
     def suspects(self, rows: list[Row]) -> list[bool]:
         return self._ray.get(self._actor.suspects.remote([row_key(r) for r in rows]))
-
-
-class JournaledStage:
-    """The callable class Ray Data builds once per actor: a stage that reports its rows to the journal."""
-
-    def __init__(self, stage_cls: type, cfg, journal: str):
-        self.stage = stage_cls(cfg)
-        self.stage.journal = JournalClient(journal)
-
-    def __call__(self, batch):
-        return self.stage(batch)
 
 
 def poisoned(journal, known: dict[str, dict]) -> dict[str, dict]:

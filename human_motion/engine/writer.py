@@ -1,37 +1,51 @@
-"""The sink: the only code that writes a build's outputs.
+"""Writing a build: workers write each finished row as a *part*; a shard is assembled from its parts when every clip
+of it is in; the driver writes only the small files that gather the shards (index, rejects, manifest).
 
-Per shard (the unit of work and of restart), under temporary names then renamed:
-``{id:06d}.tar`` (WebDataset), ``{id:06d}.parquet`` (index rows), ``{id:06d}_rejects.parquet``, and last
-``{id:06d}_stats.json``, whose presence marks the shard done. A shard is written only once every clip assigned to
-it has come back from the stages, so a restart redoes whole shards and never duplicates or loses a sample.
-``finalize`` gathers the done shards into ``index.parquet``, ``rejects.parquet`` and ``manifest.json``.
+So no sample's bytes pass through the process that started the build, and a build stopped at any point loses only
+rows in flight:
+
+- ``PartWriter`` (runs where the last stage runs, in the worker) writes one row as
+  ``_parts/{shard:06d}/c{clip:07d}_{slot:03d}of{n:03d}.tar``: the sample's members plus ``__row__.json`` (its index
+  row or its rejection, and its stage timings), under a temporary name, then renamed. A retried row rewrites the
+  same name with the same bytes, so a part is never doubled.
+- ``assemble_shard`` (a worker task on Ray, or this process) streams the parts of a shard, in key order, into
+  ``{shard}.tar``, ``{shard}.parquet``, ``{shard}_rejects.parquet`` and last ``{shard}_stats.json``, whose presence
+  marks the shard done; then it removes the parts. Killed half way, it is simply run again.
+- ``finalize`` (the driver) gathers the done shards' parquet and stats into ``index.parquet``, ``rejects.parquet``
+  and ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
+import re
 import tarfile
 import time
-from collections import Counter, defaultdict
+import uuid
+from collections import Counter
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SCORE_COLUMNS
 from human_motion.stages.encode import parse_sample_json
-from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA
 from human_motion.types import Row
 
-log = logging.getLogger("human_motion")
-
 STATS_SUFFIX = "_stats.json"
+PARTS = "_parts"
+ROW_MEMBER = "__row__.json"
+_PART_NAME = re.compile(r"^c(\d{7})_(\d{3})of(\d{3})\.tar$")
 
 
 def shard_name(shard: int) -> str:
     return f"{shard:06d}"
+
+
+def part_path(root: str, shard: int, clip_index: int, slot: int, n: int) -> str:
+    return f"{root}/{PARTS}/{shard_name(shard)}/c{clip_index:07d}_{slot:03d}of{n:03d}.tar"
 
 
 def done_shards(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
@@ -44,7 +58,8 @@ def done_shards(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
+    """Write under a temporary name unique to this writer, then rename: a reader never sees half a file."""
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
     with fs.open(tmp, "wb") as f:
         f.write(data)
     fs.mv(tmp, path)
@@ -52,7 +67,8 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 
 def index_row(sample: dict, shard: str) -> dict:
     span = sample.get("span_s") or [None, None]
-    return {
+    scores = sample.get("scores", {})
+    row = {
         "key": sample["key"], "shard": shard, "source": sample["source"], "clip_id": sample["clip_id"],
         "window": sample["window"], "static": sample["static"], "media_path": sample["media_path"],
         "start_s": span[0], "end_s": span[1], "fps": sample["fps"], "num_frames": sample["num_frames"],
@@ -60,11 +76,10 @@ def index_row(sample: dict, shard: str) -> dict:
         "action_landmarks": sample.get("caption", {}).get("candidates", {}).get("landmarks"),
         "intensity": sample["intensity"], "flow_backend": sample.get("intensity_units", {}).get("backend"),
         "embedding_kind": sample["id_embedding"].get("kind"), "embedding_dim": sample["id_embedding"].get("dim"),
-        "face_area_frac": sample["scores"].get("face_area_frac"), "face_score": sample["scores"].get("face_score"),
-        "id_min_cos": sample["scores"].get("id_min_cos"),
-        "source_min_side_px": int(sample["scores"].get("source_min_side_px", 0)),
         "caption_backend": sample.get("caption", {}).get("backend"),
     }
+    row.update({name: scores.get(name) for name in SCORE_COLUMNS})
+    return row
 
 
 def reject_row(record: dict, shard: str) -> dict:
@@ -76,81 +91,119 @@ def reject_row(record: dict, shard: str) -> dict:
     }
 
 
-def _tar_bytes(samples: dict[str, dict[str, bytes]]) -> bytes:
-    """A WebDataset tar: members ``{key}.{ext}`` grouped by key, in key order, with fixed metadata so the same
-    samples always give the same bytes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key in sorted(samples):
-            for ext in sorted(samples[key]):
-                data = samples[key][ext]
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                info.uname = info.gname = "hm"
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same samples, same bytes
+    info.uname = info.gname = "hm"
+    tar.addfile(info, io.BytesIO(data))
 
 
-class ShardSink:
-    """Collects finished rows per shard and writes each shard once all of its clips have arrived."""
+class PartWriter:
+    """The last step on a worker: writes each finished row as a part and returns only a small result."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, expected: dict[int, int]):
-        self.fs, self.root = fs, root
-        self.expected = dict(expected)  # shard -> number of input clips
-        self.samples: dict[int, dict[str, dict[str, bytes]]] = defaultdict(dict)
-        self.rejects: dict[int, list[dict]] = defaultdict(list)
-        self.windows_seen: dict[tuple[int, int], int] = Counter()
-        self.clips_done: dict[int, int] = Counter()
-        self.timings: dict[int, Counter] = defaultdict(Counter)
-        self.written: list[int] = []
+    def __init__(self, out: str):
+        self.fs, self.root = fsspec.core.url_to_fs(out)
+        self.root = self.root.rstrip("/")
 
-    def add(self, row: Row) -> int | None:
-        """Take one row; returns the shard id if this row completed (and so wrote) its shard."""
-        shard = row.shard
+    def __call__(self, row: Row) -> dict:
+        window = int(row.record.get("window", -1))
+        slot = max(window, 0)
+        shard = shard_name(row.shard)
+        info: dict[str, Any] = {"shard": row.shard, "clip_index": row.clip_index, "slot": slot, "n": row.n_windows,
+                                "timings": row.record.get("timings", {})}
         if row.ok:
-            self.samples[shard][row.record["key"]] = row.blobs
+            sample = parse_sample_json(row.blobs["json"])
+            info.update(key=sample["key"], index=index_row(sample, shard))
         else:
-            self.rejects[shard].append(reject_row(row.record, shard_name(shard)))
-        self.timings[shard].update(row.record.get("timings", {}))
-        clip = (shard, row.clip_index)
-        self.windows_seen[clip] += 1
-        if self.windows_seen[clip] == row.n_windows:
-            self.clips_done[shard] += 1
-            del self.windows_seen[clip]
-        if self.clips_done[shard] == self.expected.get(shard, -1):
-            self.write(shard)
-            return shard
-        return None
+            info["reject"] = reject_row(row.record, shard)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            _add_member(tar, ROW_MEMBER, json.dumps(info, default=str).encode())
+            if row.ok:
+                for ext in sorted(row.blobs):
+                    _add_member(tar, f"{info['key']}.{ext}", row.blobs[ext])
+        path = part_path(self.root, row.shard, row.clip_index, slot, row.n_windows)
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        write_atomic(self.fs, path, buf.getvalue())
+        return result_of(row)
 
-    def write(self, shard: int) -> None:
-        name = shard_name(shard)
-        samples = self.samples.pop(shard, {})
-        rejects = self.rejects.pop(shard, [])
-        rows = [index_row(parse_sample_json(s["json"]), name) for _, s in sorted(samples.items())]
-        base = f"{self.root}/{name}"
-        write_atomic(self.fs, f"{base}.tar", _tar_bytes(samples))
-        write_atomic(self.fs, f"{base}.parquet", _parquet_bytes(rows, INDEX_SCHEMA))
-        write_atomic(self.fs, f"{base}_rejects.parquet", _parquet_bytes(rejects, REJECTS_SCHEMA))
-        stats = {
-            "shard": name, "clips": self.expected[shard], "samples": len(rows), "rejects": len(rejects),
-            "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
-            "stage_seconds": {k: round(v, 4) for k, v in self.timings.pop(shard, {}).items()},
-            "written_at": time.time(),
-        }
-        # Written last: its presence is what marks the shard done.
-        write_atomic(self.fs, f"{base}{STATS_SUFFIX}", json.dumps(stats, indent=1).encode())
-        self.written.append(shard)
 
-    def forget_unwritten(self) -> None:
-        """Drop what arrived for shards not yet written (their clips will all be run again)."""
-        for shard in self.incomplete:
-            for table in (self.samples, self.rejects, self.clips_done, self.timings):
-                table.pop(shard, None)
-        self.windows_seen = Counter()  # a written shard's clips are all whole: what is left belongs to the others
+def result_of(row: Row) -> dict:
+    """What goes back to the driver for one row: who it was and how it ended (no bytes)."""
+    return {"shard": row.shard, "clip_index": row.clip_index, "n_windows": row.n_windows,
+            "status": row.record.get("status", "ok"), "stage": row.record.get("stage", "")}
 
-    @property
-    def incomplete(self) -> list[int]:
-        return sorted(s for s in self.expected if s not in self.written)
+
+def complete_clips(fs: fsspec.AbstractFileSystem, root: str, shard: int) -> set[int]:
+    """Clips of ``shard`` whose every part is written; parts of incomplete clips are removed (they are redone)."""
+    folder = f"{root}/{PARTS}/{shard_name(shard)}"
+    if not fs.exists(folder):
+        return set()
+    slots: dict[int, tuple[int, set[int]]] = {}
+    partial: list[str] = []
+    for path in fs.ls(folder, detail=False):
+        m = _PART_NAME.match(path.rsplit("/", 1)[-1])
+        if not m:  # a temporary file of a writer that died
+            partial.append(path)
+            continue
+        clip, slot, n = int(m[1]), int(m[2]), int(m[3])
+        have = slots.setdefault(clip, (n, set()))
+        have[1].add(slot)
+    done = {clip for clip, (n, got) in slots.items() if got == set(range(n))}
+    for path in fs.ls(folder, detail=False):
+        m = _PART_NAME.match(path.rsplit("/", 1)[-1])
+        if m and int(m[1]) not in done:
+            partial.append(path)
+    for path in partial:
+        fs.rm(path)
+    return done
+
+
+def _read_part(fs, path: str) -> tuple[dict, dict[str, bytes]]:
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    return json.loads(members.pop(ROW_MEMBER)), members
+
+
+def assemble_shard(out: str, shard: int, expected_clips: int) -> int:
+    """Write shard ``shard`` from its parts (every clip must be complete); returns the shard id."""
+    fs, root = fsspec.core.url_to_fs(out)
+    root = root.rstrip("/")
+    name = shard_name(shard)
+    folder = f"{root}/{PARTS}/{name}"
+    paths = sorted(fs.ls(folder, detail=False)) if fs.exists(folder) else []
+    infos = [(p, _read_part(fs, p)[0]) for p in paths if _PART_NAME.match(p.rsplit("/", 1)[-1])]
+    clips = {i["clip_index"] for _, i in infos}
+    if len(clips) != expected_clips:
+        raise RuntimeError(f"shard {name}: parts of {len(clips)} clips, expected {expected_clips}")
+    samples = sorted((i["key"], p) for p, i in infos if "key" in i)
+    timings: Counter = Counter()
+    for _, i in infos:
+        timings.update(i.get("timings", {}))
+    base = f"{root}/{name}"
+    tmp = f"{base}.tar.{uuid.uuid4().hex[:8]}.tmp"
+    with fs.open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, path in samples:  # one sample in memory at a time
+            _, members = _read_part(fs, path)
+            for member in sorted(members):
+                _add_member(tar, member, members[member])
+    fs.mv(tmp, f"{base}.tar")
+    by_key = {i["key"]: i["index"] for _, i in infos if "key" in i}
+    rows = [by_key[k] for k, _ in samples]
+    rejects = [i["reject"] for _, i in sorted(infos, key=lambda pi: (pi[1]["clip_index"], pi[1]["slot"]))
+               if "reject" in i]
+    write_atomic(fs, f"{base}.parquet", _parquet_bytes(rows, INDEX_SCHEMA))
+    write_atomic(fs, f"{base}_rejects.parquet", _parquet_bytes(rejects, REJECTS_SCHEMA))
+    stats = {
+        "shard": name, "clips": expected_clips, "samples": len(rows), "rejects": len(rejects),
+        "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
+        "stage_seconds": {k: round(v, 4) for k, v in timings.items()},
+        "written_at": time.time(),
+    }
+    # Written last: its presence is what marks the shard done.
+    write_atomic(fs, f"{base}{STATS_SUFFIX}", json.dumps(stats, indent=1).encode())
+    fs.rm(folder, recursive=True)
+    return shard
 
 
 def _parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:

@@ -14,7 +14,7 @@ import pathlib
 
 import numpy as np
 
-from human_motion.engine.config import FlowConfig
+from human_motion.stages.flow import FlowConfig
 from human_motion.backends.optical_flow import make_flow, measure_intensity
 
 

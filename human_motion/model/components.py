@@ -229,7 +229,7 @@ def load_unet_weights(unet, path: str | pathlib.Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from human_motion.model.pipeline_loading import weights_error
+    from human_motion.model.weights_errors import weights_error
 
     file = pathlib.Path(path) / "diffusion_pytorch_model.safetensors"
     try:

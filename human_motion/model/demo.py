@@ -18,7 +18,7 @@ import tempfile
 import threading
 
 from human_motion.config import ConfigError
-from human_motion.model.generate import DefaultsHelpFormatter
+from human_motion.config import DefaultsHelpFormatter
 
 EXAMPLE_PROMPT = "a person in a sunlit park, natural light, high quality"
 UNREADABLE_UPLOAD = "The uploaded file is not an image that can be read; upload a JPEG, PNG or WebP photo."

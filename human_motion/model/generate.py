@@ -13,7 +13,6 @@ docs/generate.md.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import pathlib
@@ -22,20 +21,11 @@ import time
 
 import numpy as np
 
-from human_motion.config import ConfigError
+from human_motion.config import ConfigError, DefaultsHelpFormatter
 from human_motion.devices import auto_device, torch_dtype
 from human_motion.media import write_mp4
 
 MAX_SHEET_TILE_PX = 256  # contact-sheet frames are shrunk to this side at most (16 x 512 px frames: 8192 px wide)
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows each option's default; options whose default is None say theirs in the help text."""
-
-    def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or "") or isinstance(action.default, bool):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def add_arguments(parser) -> None:

@@ -21,7 +21,7 @@ from human_motion.model.config import TrainConfig
 
 
 def add_arguments(parser) -> None:
-    from human_motion.model.generate import DefaultsHelpFormatter
+    from human_motion.config import DefaultsHelpFormatter
 
     parser.formatter_class = DefaultsHelpFormatter
     parser.add_argument("--config", default="train", help="config file or packaged name (train, train_tiny, ...)")

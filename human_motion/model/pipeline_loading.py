@@ -16,6 +16,7 @@ import pathlib
 import re
 
 from human_motion.config import ConfigError
+from human_motion.model.weights_errors import deepest_cause, weights_error
 
 PIPELINE_MODULE = "pipeline"  # the file name diffusers looks for, from model_index.json's _class_name
 # Only an import: the code is the installed package's, so trusting this file trusts nothing beyond it.
@@ -105,8 +106,7 @@ def components_from_run(path: str | pathlib.Path):
 
     run, adapter_dir = find_run_dir(path)
     data = json.loads((run / "config.json").read_text())
-    # A `sampling` section is read here; older TrainConfig versions do not know it.
-    cfg = _build(TrainConfig, {k: v for k, v in data.items() if k != "sampling"})
+    cfg = _build(TrainConfig, data)
     model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
     c = load_components(model_cfg, run, seed=cfg.train.seed)
     unet_dir = adapter_dir.parent / "unet"
@@ -147,27 +147,6 @@ def class_name_entry(config_json: str) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def _deepest(error: BaseException) -> BaseException:
-    while error.__cause__ or error.__context__:
-        error = error.__cause__ or error.__context__
-    return error
-
-
-def weights_error(file: pathlib.Path, error: BaseException) -> ConfigError:
-    """One line for a weights file that does not load: a pickle where safetensors belong, or a damaged file."""
-    try:
-        with open(file, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        head = b""
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's zip, or a raw pickle
-        what = "is a pickle (torch.save), not safetensors; pickles are never loaded"
-    else:
-        inner = _deepest(error)
-        what = f"is not a complete safetensors file ({' '.join(str(inner).split()) or type(inner).__name__})"
-    return ConfigError(f"{file} {what}: copy the checkpoint again, or save it again with `hm train` or save_pretrained")
-
-
 def load_error(path, error: BaseException) -> ConfigError:
     """One line for a checkpoint whose files cannot be loaded: which file, what is wrong, what to do."""
     text = " ".join(str(error).split())
@@ -179,7 +158,7 @@ def load_error(path, error: BaseException) -> ConfigError:
     file = re.search(r"'([^']+\.safetensors)'", text)
     if file:
         return weights_error(pathlib.Path(file.group(1)), error)
-    inner = _deepest(error)
+    inner = deepest_cause(error)
     detail = " ".join(str(inner).split())[:200] or type(inner).__name__
     return ConfigError(f"checkpoint {path} cannot be loaded ({type(inner).__name__}: {detail}); pass a run folder "
                        "of `hm train` or a folder of save_pretrained, copied whole")

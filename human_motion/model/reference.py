@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pathlib
+import types
 
 import numpy as np
 
@@ -55,23 +56,38 @@ def _to_rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+def reference_sections(overrides: list[str]) -> types.SimpleNamespace:
+    """The ``decode``, ``faces`` and ``select`` sections of ``hm build`` (the three the reference face goes
+    through), with ``overrides`` such as ``faces.insightface_pack=antelopev2``."""
+    from human_motion.config import ConfigError, load_config
+    from human_motion.stages.decode import DecodeConfig
+    from human_motion.stages.faces import FacesConfig
+    from human_motion.stages.select import SelectConfig
+
+    sections = {"decode": DecodeConfig, "faces": FacesConfig, "select": SelectConfig}
+    other = [o for o in overrides if o.split(".", 1)[0] not in sections]
+    if other:
+        raise ConfigError(f"{other[0]!r}: the reference face takes hm build settings of the decode, faces and "
+                          "select sections only")
+    return types.SimpleNamespace(**{
+        name: load_config(cls, None, [o.split(".", 1)[1] for o in overrides if o.split(".", 1)[0] == name])
+        for name, cls in sections.items()})
+
+
 class ReferenceFaces:
     """The build's face code on one photo: ``Decode`` (detector on a shrunk copy, main face by track/prominence,
-    second faces by relative size and confidence, square crop) then ``Faces`` (FaceMesh landmarks, ArcFace-template
-    alignment, identity embedding), with the build's ``select`` thresholds except the source-resolution floor."""
+    second faces by relative size and confidence, square crop), the build's face checks (the select step after
+    decode), then ``Faces`` (FaceMesh landmarks, ArcFace-template alignment, identity embedding)."""
 
     def __init__(self, embedding_kind: str, detector: str | None = None, insightface_root: str | None = None,
                  overrides: list[str] | tuple[str, ...] = ()):
-        from human_motion.config import load_config
-        from human_motion.engine.config import BuildConfig
-
         embedder = {"dlib": "dlib", "arcface": "insightface"}[embedding_kind]
-        sets = [f"faces.embedder={embedder}", "select.min_source_side_px=0"]
+        sets = [f"faces.embedder={embedder}"]
         if detector:
-            sets.append(f"faces.detector={detector}")
-        if insightface_root:
-            sets.append(f"faces.insightface_root={insightface_root}")
-        self.cfg = load_config(BuildConfig, None, [*sets, *overrides])
+            sets.append(f"decode.detector={detector}")
+        if insightface_root:  # the detector's and the embedder's model pack
+            sets += [f"decode.insightface_root={insightface_root}", f"faces.insightface_root={insightface_root}"]
+        self.cfg = reference_sections([*sets, *overrides])
         self._decode = self._faces = None
 
     def _stages(self):
@@ -79,21 +95,26 @@ class ReferenceFaces:
             from human_motion.stages.decode import Decode
             from human_motion.stages.faces import Faces
 
-            self._decode, self._faces = Decode(self.cfg), Faces(self.cfg)
+            self._decode, self._faces = Decode(self.cfg.decode), Faces(self.cfg.faces)
         return self._decode, self._faces
 
     def __call__(self, rgb: np.ndarray, face_check: bool = True) -> ReferenceFace:
         from human_motion.media import decode_jpg
-        from human_motion.stages.base import StageError
+        from human_motion.stages.base import RowView, StageError
+        from human_motion.stages.dataflow import FACE_CHECKS
+        from human_motion.stages.select import first_failure
         from human_motion.types import Row
 
         decode, faces = self._stages()
         if not face_check:
             return self._as_aligned(rgb, faces)
-        row = Row(0, 0, 1, {"clip_id": "reference"})
+        row = Row(0, 0, 1, {"clip_id": "reference", "status": "ok"})
         try:
-            decode.locate_and_crop(row, rgb[None], _NoHint())
-            faces.process(row)
+            decode.locate_and_crop(RowView(row, decode), rgb[None], None)
+            failed = first_failure(row.record["scores"], self.cfg.select, FACE_CHECKS)
+            if failed:
+                raise StageError(*failed)
+            faces.process(RowView(row, faces))
         except StageError as e:
             raise ReferenceFaceError(e.reason, _face_message(e, row, decode)) from None
         embedding = np.load(io.BytesIO(row.blobs["arcface.npy"]), allow_pickle=False).astype(np.float32)
@@ -118,12 +139,8 @@ class ReferenceFaces:
                             if side > size else cv2.INTER_CUBIC)
         kps5 = ARCFACE_TEMPLATE_112 * (size / 112.0)
         embedding = faces.embedder.embed(square, np.array([0, 0, size, size], np.float32), kps5)
-        aligned = decode_jpg(encode_jpg(square, self.cfg.sink.jpeg_quality))
+        aligned = decode_jpg(encode_jpg(square, self.cfg.faces.jpeg_quality))
         return ReferenceFace(aligned, np.asarray(embedding, np.float32), None, 0)
-
-
-class _NoHint:
-    bbox = None  # Decode reads the source's face hint from the clip spec; a photo has none
 
 
 def _face_message(e, row, decode) -> str:

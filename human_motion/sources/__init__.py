@@ -27,6 +27,9 @@ REGISTRY: dict[str, str] = {
     "aahq": "human_motion.sources.aahq:AAHQSource",
 }
 
+# Rows for files that are not media at all (a README beside the videos): recorded, but not counted by ``limit``.
+NOT_MEDIA = {"unsupported_file"}
+
 # Sources that need no root (they make their own media).
 ROOTLESS = {"demo"}
 
@@ -88,7 +91,9 @@ def collect_specs(sources: dict[str, SourceConfig], work_dir: pathlib.Path) -> l
         adapter = get_adapter(name)(name, scfg, work_dir)
         clips = sorted(adapter.specs(), key=lambda s: s.clip_id)
         clips = [c for c in clips if _keep(c.clip_id, scfg.sample_fraction)]
-        if scfg.limit is not None:
-            clips = clips[: scfg.limit]
+        if scfg.limit is not None:  # media files only: rows for files that are not media do not count
+            media = [c for c in clips if c.reject_reason not in NOT_MEDIA]
+            kept = {id(c) for c in media[: scfg.limit]}
+            clips = [c for c in clips if id(c) in kept or c.reject_reason in NOT_MEDIA]
         specs.extend(clips)
     return specs

@@ -13,14 +13,64 @@ moves to the image's right).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from typing import Any, Literal
 
 import numpy as np
 
-from human_motion.engine.config import BuildConfig
-from human_motion.backends.captioners import make_captioner, make_request
-from human_motion.stages.base import Stage, StageError
+from human_motion.backends.captioners import CaptionFailed, make_captioner, make_request
+from human_motion.config import ConfigError
+from human_motion.stages.base import RowView, Stage, StageError, StageResources, runtime
 from human_motion.types import Row
+
+# from_pretrained / vllm.LLM switches that load and run code from the model repository: only through the explicit
+# caption.trust_remote_code key, never through the pass-through caption.model_kwargs.
+CODE_LOADING_KWARGS = ("trust_remote_code", "code_revision", "custom_pipeline")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionConfig(StageResources):
+    """``landmarks``: offline rules on the face features. The others ask a multimodal model (backends/captioners.py;
+    docs/backends.md); the landmark phrase stays in ``caption.candidates.landmarks`` as a cross-check."""
+
+    backend: Literal["landmarks", "transformers", "vllm", "endpoint"] = "landmarks"
+    num_cpus: float = runtime(0.25)
+    model: str | None = None  # transformers/vllm: a hub id or a local folder; endpoint: the served model's name
+    endpoint_url: str | None = None  # endpoint: base URL of an OpenAI-compatible server, e.g. http://host:8000/v1
+    api_key_env: str | None = None  # endpoint: NAME of the environment variable that holds the API key (not the key)
+    num_frames: int = 4  # frames of the window shown to the model (spread over it)
+    image_px: int = 448  # side the frames are resized to before the model's own processor
+    prompt: str | None = None  # replaces captioners.PROMPT; may use {what}, {words}, {chars}
+    max_new_tokens: int = 160
+    temperature: float = 0.0  # first try (0: greedy)
+    retry_temperature: float = 0.7  # retries of invalid answers sample, so they can differ
+    max_retries: int = 2  # then the row is rejected (caption_invalid / caption_request_failed)
+    retry_backoff_s: float = runtime(1.0)  # endpoint: wait before retrying failed requests (doubles each time)
+    max_action_words: int = 6
+    max_description_chars: int = 400
+    device: str = runtime("auto")  # transformers: auto | cpu | cuda
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # transformers: auto = bf16 on CUDA, fp32 on CPU
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # from_pretrained / vllm.LLM extras
+    # Runs Python code shipped with the model (transformers/vllm trust_remote_code): off unless set here.
+    trust_remote_code: bool = False
+    json_mode: bool = True  # endpoint: send response_format={"type": "json_object"}
+    request_timeout_s: float = runtime(120.0)
+    max_parallel_requests: int = runtime(8)  # endpoint: concurrent requests per actor
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend != "landmarks" and not self.model:
+            raise ConfigError(f"caption.backend={self.backend} needs caption.model (a hub id or local folder; for "
+                              "an endpoint, the served model's name)")
+        if self.backend == "endpoint" and not self.endpoint_url:
+            raise ConfigError("caption.backend=endpoint needs caption.endpoint_url, e.g. http://localhost:8000/v1")
+        if self.num_frames < 1 or self.image_px < 28 or self.max_retries < 0 or self.max_action_words < 1:
+            raise ConfigError("caption: num_frames >= 1, image_px >= 28, max_retries >= 0, max_action_words >= 1")
+        code = [k for k in self.model_kwargs if k in CODE_LOADING_KWARGS]
+        if code:
+            raise ConfigError(f"caption.model_kwargs may not set {code[0]} (it runs code from the model repository); "
+                              "set caption.trust_remote_code: true if you trust that code")
 
 # Thresholds on the features of face_models.mesh_features, set by watching the clips of ../shared/data/dev (the
 # README's table lists what each clip shows and what these rules say).
@@ -134,10 +184,13 @@ class Caption(Stage):
     """Adds ``action``, ``description`` and ``caption`` (backend, candidates, feature summary)."""
 
     name = "caption"
+    Config = CaptionConfig
+    reads = ("static", "labels", "faces", "landmarks", "frames", "fps")
+    writes = ("action", "description", "caption")
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: CaptionConfig):
         super().__init__(cfg)
-        self.captioner = make_captioner(cfg.caption)  # the multimodal model, loaded once per actor (None: landmarks)
+        self.captioner = make_captioner(cfg)  # the multimodal model, loaded once per actor (None: landmarks)
         self._answers: dict[int, object] = {}
 
     def process_rows(self, rows: list[Row]) -> list[Row]:
@@ -149,8 +202,7 @@ class Caption(Stage):
         start = time.perf_counter()
         self._answers = {}
         for group in self.in_flight_batches(todo):
-            requests = [make_request(r.frames, bool(r.record["static"]), self.cfg.decode.fps, self.cfg.caption)
-                        for r in group]
+            requests = [make_request(r.frames, bool(r.record["static"]), r.record["fps"], self.cfg) for r in group]
             with self.in_flight(group):
                 self._answers.update(zip(map(id, group), self.captioner.caption_many(requests)))
         elapsed = time.perf_counter() - start
@@ -161,33 +213,31 @@ class Caption(Stage):
         finally:
             self._answers = {}
 
-    def process(self, row: Row) -> list[Row]:
-        record = row.record
-        faces = record.get("faces", {})
-        phrases, summary = landmark_actions(faces.get("features") or [], faces.get("boxes"))
-        static = bool(record["static"])
+    def process(self, row: RowView) -> list[RowView]:
+        landmarks = row.get("landmarks") or {}
+        phrases, summary = landmark_actions(landmarks.get("features") or [], (row.get("faces") or {}).get("boxes"))
+        static = bool(row["static"])
         if static:
             # One image: expressions only (head motion needs time).
             phrases = [p for p in phrases if p in ("smiling", "opening mouth")]
             landmark_phrase = " and ".join(phrases[:2]) if phrases else "with a neutral expression"
         else:
             landmark_phrase = " and ".join(phrases[:2]) if phrases else "keeping still"
-        labels = record.get("labels") or {}
+        labels = row.get("labels") or {}
         source_phrase = labels.get("action") if isinstance(labels.get("action"), str) else None
         action = source_phrase or landmark_phrase
         caption = {"backend": "landmarks", "candidates": {"landmarks": landmark_phrase, "source": source_phrase},
                    "features": summary}
         description = describe(action, labels, static)
         if self.captioner is not None:
-            answer = self._answers.pop(id(row), None)
+            answer = self._answers.pop(id(row.row), None)
             if answer is None:  # process() called on its own
-                answer = self.captioner.caption_many(
-                    [make_request(row.frames, static, self.cfg.decode.fps, self.cfg.caption)])[0]
-            if isinstance(answer, StageError):
-                raise answer
+                answer = self.captioner.caption_many([make_request(row["frames"], static, row["fps"], self.cfg)])[0]
+            if isinstance(answer, CaptionFailed):
+                raise StageError(answer.reason, answer.detail)
             action, description = answer.action, answer.description
             caption.update(backend=self.captioner.name, attempts=answer.attempts, raw=answer.raw)
             caption["candidates"]["model"] = answer.action
-        record.update(action=action, description=description, caption=caption)
-        record.setdefault("backends", {})["caption"] = caption["backend"]
+        row["action"], row["description"], row["caption"] = action, description, caption
+        row.backend("caption", caption["backend"])
         return [row]

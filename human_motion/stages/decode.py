@@ -1,87 +1,110 @@
-"""Decode: clip spec -> windows of ``num_frames`` frames at ``fps``, one fixed square crop per window around the
-face track, resized to ``size_px``.
+"""Decode: the windows a probe planned -> ``num_frames`` frames at ``fps``, one fixed square crop per window around
+the face track, resized to ``size_px``.
 
-Reads a row whose record is a ClipSpec; writes one row per window with the cropped frames and the detection scores
-the select step needs (source resolution, faces found, second faces, face size and confidence). Detection runs
-here because the crop must follow the face's track over the whole window; it runs on frames shrunk to
-``detect_max_side_px``, and the crop is cut from the full-resolution frame.
+Detection runs here because the crop must follow the face over the whole window: the detector sees each sampled
+frame shrunk to ``detect_max_side_px``, and the crop is cut from the full-resolution frame. Decode writes the scores
+of what it saw (faces found, second faces, face size and confidence, darkness); the select step after it applies
+the thresholds. A window in which no face is found at all cannot be cropped: that window alone is rejected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from human_motion.media import iter_sampled_frames, open_video, probe_video, read_image, window_times
-from human_motion.engine.config import BuildConfig
 from human_motion.backends.face_models import Detection, make_detector
+from human_motion.config import ConfigError
+from human_motion.media import iter_sampled_frames, open_video, read_image
 from human_motion.metrics import box_iou, box_side, interpolate_missing, square_crop_box
-from human_motion.stages.select import select
-from human_motion.stages.base import Stage, StageError
 from human_motion.schema import safe_key
-from human_motion.types import ClipSpec, Row
+from human_motion.stages.base import RowView, Stage, StageError, StageResources
+from human_motion.types import ClipSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig(StageResources):
+    fps: float = 4.0  # sampling rate of the stored frames (the paper: 4 fps)
+    num_frames: int = 16  # frames per window (the paper: 16)
+    size_px: int = 512  # side of the stored square crop
+    max_windows_per_clip: int = 4  # non-overlapping windows taken from a long clip
+    crop_scale: float = 1.8  # crop side = this x the side of the union of face boxes over the window
+    image_max_side_px: int = 4096  # larger images are rejected from their header (decompression bombs)
+    detector: Literal["mediapipe", "dlib", "insightface"] = "mediapipe"
+    detect_min_score: float = 0.3  # detections below this are ignored entirely
+    detect_max_side_px: int = 640  # frames are shrunk to this longest side for face detection
+    insightface_root: str | None = None  # detector=insightface: folder of an insightface model pack
+    insightface_pack: str = "buffalo_l"
+    # What counts as a second face in a frame (the score multi_face_frac; select.max_multi_face_frac is the
+    # threshold on it): at least this share of the main face's side, and this confident.
+    second_face_min_rel_side: float = 0.35
+    second_face_min_score: float = 0.6
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fps <= 0 or self.num_frames < 2 or self.size_px < 64 or self.size_px % 8:
+            raise ConfigError("decode: fps > 0, num_frames >= 2, size_px >= 64 and a multiple of 8")
+        if self.crop_scale < 1.0:
+            raise ConfigError("decode.crop_scale must be >= 1 (the crop must contain the face)")
+        if self.max_windows_per_clip < 1:
+            raise ConfigError("decode.max_windows_per_clip must be >= 1 (a clip with no window gives nothing)")
+        if self.image_max_side_px < self.size_px // 4 or self.detect_max_side_px < 64:
+            raise ConfigError("decode.image_max_side_px and decode.detect_max_side_px are too small")
 
 
 class Decode(Stage):
-    """Adds ``window``, ``span_s``, ``crop``, ``detections`` and face scores; emits one row per window."""
-
     name = "decode"
+    Config = DecodeConfig
+    reads = ("spec", "static", "source", "clip_id", "window_times_s")
+    writes = ("window", "key", "span_s", "fps", "num_frames", "frames", "detections", "crop", "faces")
+    scores = ("face_found_frac", "multi_face_frac", "face_side_px", "face_score", "face_missing_frac",
+              "face_area_frac", "crop_side_px", "mean_luma")
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: DecodeConfig):
         super().__init__(cfg)
-        f = cfg.faces
-        self.detector = make_detector(f.detector, f.detect_min_score, f.insightface_root, f.insightface_pack)
+        self.detector = make_detector(cfg.detector, cfg.detect_min_score, cfg.insightface_root, cfg.insightface_pack)
 
-    def process(self, row: Row) -> list[Row]:
-        spec = ClipSpec.from_json(row.record["spec"])
-        if spec.reject_reason:
-            raise StageError(spec.reject_reason, spec.reject_detail)
-        if spec.static:
-            image = read_image(spec.path, self.cfg.decode.image_max_side_px)
+    def close(self) -> None:
+        getattr(self.detector, "close", lambda: None)()
+
+    def process(self, row: RowView) -> list[RowView]:
+        spec = ClipSpec.from_json(row["spec"])
+        if row["static"]:
+            image = read_image(spec.path, self.cfg.image_max_side_px)
             windows = [(np.asarray(image)[None], [0.0, 0.0])]
-            fps = 0.0
         else:
-            windows, fps = self._video_windows(spec)
-        out = []
-        for w, (frames, span) in enumerate(windows):
-            record = dict(row.record, window=w, key=safe_key(spec.source, spec.clip_id, w), span_s=span,
-                          fps=0.0 if spec.static else self.cfg.decode.fps, source_fps=fps)
-            new = Row(row.shard, row.clip_index, len(windows), record)
-            self.locate_and_crop(new, frames, spec)
-            out.append(new)
+            windows = self._video_windows(spec.path, row["window_times_s"])
+        out = row.split(len(windows))
+        for w, (child, (frames, span)) in enumerate(zip(out, windows)):
+            child["window"] = w
+            child["key"] = safe_key(row["source"], row["clip_id"], w)
+            child["span_s"] = span
+            child["fps"] = float(self.cfg.fps)  # a static sample is stored as a still video at the same rate
+            child["num_frames"] = self.cfg.num_frames  # a static sample is stored as its one frame, repeated
+            try:
+                self.locate_and_crop(child, frames, spec.bbox)
+            except StageError as e:  # this window only; the clip's other windows go on
+                child.reject(e.reason, e.detail)
         return out
 
-    def _video_windows(self, spec: ClipSpec) -> tuple[list[tuple[np.ndarray, list[float]]], float]:
-        d = self.cfg.decode
-        with open_video(spec.path) as container:
-            info = probe_video(container)
-            if min(info.width, info.height) < self.cfg.select.min_source_side_px:
-                # Cheapest filter first: no decoding for a source below the resolution floor.
-                raise StageError("low_resolution", f"{info.width}x{info.height} < select.min_source_side_px="
-                                 f"{self.cfg.select.min_source_side_px}")
-            start, end = _span(spec, info.fps, info.duration_s)
-            times = window_times(start, end, d.fps, d.num_frames, d.max_windows_per_clip)
-            if not times:
-                raise StageError("too_short", f"span {end - start:.2f}s < {d.num_frames / d.fps:.2f}s "
-                                 f"({d.num_frames} frames at {d.fps} fps)")
-            flat = [t for window in times for t in window]
-            frames: list[np.ndarray] = []
-            for _, frame in iter_sampled_frames(container, start, flat):
-                frames.append(frame)
+    def _video_windows(self, path: str, times: list[list[float]]) -> list[tuple[np.ndarray, list[float]]]:
+        d = self.cfg
+        flat = [t for window in times for t in window]
+        with open_video(path) as container:
+            frames = [frame for _, frame in iter_sampled_frames(container, times[0][0], flat)]
         complete = len(frames) // d.num_frames
         if complete == 0:
             raise StageError("truncated", f"decoded {len(frames)} of {len(flat)} sampled frames")
-        return [
-            (np.stack(frames[w * d.num_frames:(w + 1) * d.num_frames]), [times[w][0], times[w][-1] + 1 / d.fps])
-            for w in range(complete)
-        ], info.fps
+        return [(np.stack(frames[w * d.num_frames:(w + 1) * d.num_frames]), [times[w][0], times[w][-1] + 1 / d.fps])
+                for w in range(complete)]
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
         h, w = frame.shape[:2]
-        scale = min(1.0, self.cfg.decode.detect_max_side_px / max(h, w))
+        scale = min(1.0, self.cfg.detect_max_side_px / max(h, w))
         small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) \
             if scale < 1 else frame
         dets = self.detector.detect(small)
@@ -91,43 +114,27 @@ class Decode(Stage):
                 d.kps5 = d.kps5 / scale
         return dets
 
-    def locate_and_crop(self, row: Row, frames: np.ndarray, spec: ClipSpec) -> None:
-        d, s = self.cfg.decode, self.cfg.select
+    def locate_and_crop(self, row: RowView, frames: np.ndarray, hint_box: tuple | None) -> None:
+        """Find the main face on every frame, score what was seen, and store the square crop around the track."""
+        d = self.cfg
         t, h, w = frames.shape[:3]
-        hint = np.array(spec.bbox, np.float32) * [w, h, w, h] if spec.bbox else None
+        hint = np.array(hint_box, np.float32) * [w, h, w, h] if hint_box else None
         started = time.perf_counter()
         per_frame = [self._detect(f) for f in frames]
         row.add_time("decode.detect", time.perf_counter() - started)  # part of decode's time, shown apart
-        main: list[Detection | None] = []
-        prev = hint
-        for dets in per_frame:
-            pick = _pick_main(dets, prev)
-            main.append(pick)
-            if pick is not None:
-                prev = pick.box
+        main = track_main_face(per_frame, hint)
         present = np.array([m is not None for m in main])
-        scores = {"source_min_side_px": float(min(h, w)), "face_found_frac": float(present.mean())}
-        row.record["detections"] = [[[*map(float, x.box), x.score] for x in dets] for dets in per_frame]
+        row["detections"] = [[[*map(float, x.box), x.score] for x in dets] for dets in per_frame]
+        row.score("face_found_frac", float(present.mean()))
         if not present.any():
-            row.record["scores"] = scores
             raise StageError("no_face", f"no face in any of {t} sampled frames")
         boxes = interpolate_missing(np.stack([m.box if m else np.zeros(4, np.float32) for m in main]), present)
-        sides = box_side(boxes[present])
-        multi = 0
-        for dets, m in zip(per_frame, main):
-            if m is None:
-                continue
-            side = box_side(m.box[None])[0]
-            others = [x for x in dets if x is not m and box_side(x.box[None])[0] >= s.second_face_min_rel_side * side
-                      and x.score >= s.second_face_min_score]
-            multi += bool(others)
-        scores.update(
-            multi_face_frac=multi / t,
-            face_side_px=float(np.median(sides)),
-            face_score=float(np.median([m.score for m in main if m])),
-            face_missing_frac=float(1 - present.mean()),
-            face_area_frac=float(np.median((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])) / (w * h)),
-        )
+        row.score("multi_face_frac", self._second_faces(per_frame, main) / t)
+        row.score("face_side_px", float(np.median(box_side(boxes[present]))))
+        row.score("face_score", float(np.median([m.score for m in main if m])))
+        row.score("face_missing_frac", float(1 - present.mean()))
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        row.score("face_area_frac", float(np.median(areas)) / (w * h))
         x0, y0, x1, y1 = square_crop_box(boxes, w, h, d.crop_scale)
         side = x1 - x0
         interp = cv2.INTER_AREA if side > d.size_px else cv2.INTER_CUBIC
@@ -139,24 +146,39 @@ class Decode(Stage):
             return (points - np.array([x0, y0] * (points.shape[-1] // 2), np.float32)) * k
 
         kps = [to_crop(m.kps5.reshape(-1)).reshape(5, 2).tolist() if m and m.kps5 is not None else None for m in main]
-        scores["crop_side_px"] = float(side)
-        scores["mean_luma"] = float(crops.mean() / 255.0)
-        row.record.update(
-            crop={"source_box": [x0, y0, x1, y1], "source_size": [w, h]},
-            faces={"boxes": to_crop(boxes).tolist(), "present": present.tolist(),
-                   "scores": [m.score if m else 0.0 for m in main], "kps5_detector": kps},
-            scores=scores,
-            backends=dict(row.record.get("backends", {}), detector=f"{self.detector.name} {self.detector.version}"),
-        )
-        row.frames = crops
-        failed = select(scores, self.cfg.select)
-        if failed:
-            raise StageError(*failed)
+        row.score("crop_side_px", float(side))
+        row.score("mean_luma", float(crops.mean() / 255.0))
+        row["crop"] = {"source_box": [x0, y0, x1, y1], "source_size": [w, h]}
+        row["faces"] = {"boxes": to_crop(boxes).tolist(), "present": present.tolist(),
+                        "scores": [m.score if m else 0.0 for m in main], "kps5_detector": kps}
+        row.backend("detector", f"{self.detector.name} {self.detector.version}")
+        row["frames"] = crops
+
+    def _second_faces(self, per_frame: list[list[Detection]], main: list[Detection | None]) -> int:
+        """Frames that show a second face large and confident enough to count."""
+        count = 0
+        for dets, m in zip(per_frame, main):
+            if m is None:
+                continue
+            side = box_side(m.box[None])[0]
+            count += any(x is not m and box_side(x.box[None])[0] >= self.cfg.second_face_min_rel_side * side
+                         and x.score >= self.cfg.second_face_min_score for x in dets)
+        return count
+
+
+def track_main_face(per_frame: list[list[Detection]], hint: np.ndarray | None) -> list[Detection | None]:
+    """The tracked face per frame: the one overlapping the previous main box (or the source's hint), else the most
+    prominent (confidence x size)."""
+    main, prev = [], hint
+    for dets in per_frame:
+        pick = _pick_main(dets, prev)
+        main.append(pick)
+        if pick is not None:
+            prev = pick.box
+    return main
 
 
 def _pick_main(dets: list[Detection], prev: np.ndarray | None) -> Detection | None:
-    """The tracked face: the one overlapping the previous main box (or the source's hint), else the most
-    prominent (confidence x size)."""
     if not dets:
         return None
     if prev is not None:
@@ -164,24 +186,3 @@ def _pick_main(dets: list[Detection], prev: np.ndarray | None) -> Detection | No
         if box_iou(best.box, prev) > 0.2:
             return best
     return max(dets, key=lambda x: x.score * math.sqrt(max(1.0, (x.box[2] - x.box[0]) * (x.box[3] - x.box[1]))))
-
-
-def _span(spec: ClipSpec, fps: float, duration_s: float) -> tuple[float, float]:
-    """[start, end) in seconds from the spec's span (seconds or frames), checked against the video."""
-    if spec.span_frames is not None:
-        if not fps:
-            raise StageError("bad_span", "span given in frames but the video has no frame rate")
-        start, end = spec.span_frames[0] / fps, spec.span_frames[1] / fps
-    else:
-        start = spec.start_s if spec.start_s is not None else 0.0
-        end = spec.end_s if spec.end_s is not None else duration_s
-    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
-        raise StageError("bad_span", f"span [{start}, {end}) is empty or negative")
-    if math.isfinite(duration_s):
-        tolerance = 0.25 + (1 / fps if fps else 0)
-        if start >= duration_s or end > duration_s + tolerance:
-            raise StageError("span_out_of_range", f"span [{start:.2f}, {end:.2f}) s past the video's end "
-                             f"({duration_s:.2f} s)")
-        end = min(end, duration_s)
-    return start, end
-

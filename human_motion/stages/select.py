@@ -1,40 +1,115 @@
-"""The one place thresholds are applied. Stages write scores into ``record["scores"]``; after each stage,
-:func:`select` checks every threshold whose score exists and names the first that fails. Changing a threshold
-needs no recomputation of the scores (they are kept for accepted and rejected rows alike).
+"""Select: the thresholds, applied to the scores the stages wrote. Stages only score; select steps that the
+dataflow (``stages/dataflow.py``) places between them reject the rows whose scores fail, so cheap filters still run
+before expensive stages, and every threshold lives here. A threshold changed after a build needs no model run:
+the scores are kept on every sample and in ``index.parquet``, and ``hm select`` applies the same checks there.
 """
 
 from __future__ import annotations
 
-from human_motion.engine.config import SelectConfig
+import dataclasses
+from collections.abc import Callable
+from typing import ClassVar
 
-# (score, reason, fails(value, cfg) -> bool, threshold for the message), checked in this order.
-CHECKS = [
-    ("source_min_side_px", "low_resolution", lambda v, c: v < c.min_source_side_px, "min_source_side_px"),
-    ("face_found_frac", "no_face", lambda v, c: v == 0, None),
-    ("multi_face_frac", "several_faces", lambda v, c: v > c.max_multi_face_frac, "max_multi_face_frac"),
-    ("face_side_px", "small_face", lambda v, c: v < c.min_face_side_px, "min_face_side_px"),
-    ("face_score", "low_confidence", lambda v, c: v < c.min_face_score, "min_face_score"),
-    ("face_missing_frac", "face_lost", lambda v, c: v > c.max_missing_face_frac, "max_missing_face_frac"),
-    ("id_min_cos", "identity_switch", lambda v, c, kind: v < c.min_id_cos.get(kind, 0.0), "min_id_cos"),
-    ("mean_luma", "too_dark", lambda v, c: v < c.min_mean_luma, "min_mean_luma"),
-    ("text_frac", "text_overlay", lambda v, c: v > c.max_text_frac, "max_text_frac"),
-    ("image_quality", "low_quality", lambda v, c: v < c.min_image_quality, "min_image_quality"),
-]
+from human_motion.stages.base import RowView, Stage, UndeclaredFieldError
 
 
-def select(scores: dict[str, float], cfg: SelectConfig, embedding_kind: str | None = None) -> tuple[str, str] | None:
-    """(reason, detail) of the first failed threshold, or None when every available score passes.
-    ``embedding_kind`` picks the identity threshold (cosines of different embedders are not comparable)."""
-    for score, reason, fails, threshold in CHECKS:
-        value = scores.get(score)
+@dataclasses.dataclass(frozen=True)
+class SelectConfig:
+    """Thresholds on the stages' scores (each check names its score and reason below)."""
+
+    min_source_side_px: int = 384  # the paper used 512; the dev clips include 410-480 px videos
+    min_face_side_px: int = 64  # median face box side in source pixels
+    min_face_score: float = 0.7  # median detector confidence of the main face (real faces here: 0.88-0.97)
+    max_missing_face_frac: float = 0.25  # frames of the window where the main face is not found
+    max_multi_face_frac: float = 0.25  # frames showing a second face (large and confident enough)
+    second_face_min_rel_side: float = 0.35  # a second face counts when its side >= this x the main face's
+    second_face_min_score: float = 0.6
+    # Cosine of frame embeddings to the reference, per embedding kind: dlib's vectors are not centred (two
+    # different people score ~0.88; dlib's own 0.6 distance rule is ~0.915), ArcFace's are (same person > ~0.4).
+    min_id_cos: dict[str, float] = dataclasses.field(default_factory=lambda: {"dlib": 0.92, "arcface": 0.4})
+    min_mean_luma: float = 0.0  # reject nearly black windows when > 0
+    max_text_frac: float = 1.0  # text overlays: fraction of the crop covered by text (1.0: off)
+    min_image_quality: float = 0.0  # image quality score 0..1 of a sampled frame (0.0: off)
+
+    def __hash__(self) -> int:  # frozen but holds a dict
+        return id(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """``reason`` when ``fails(score value, threshold)``; ``threshold`` is a SelectConfig field (None: fixed)."""
+
+    score: str
+    reason: str
+    threshold: str | None
+    fails: Callable[[float, float | None], bool]
+
+
+CHECKS: dict[str, Check] = {c.reason: c for c in (
+    Check("source_min_side_px", "low_resolution", "min_source_side_px", lambda v, t: v < t),
+    Check("face_found_frac", "no_face", None, lambda v, t: v == 0),
+    Check("multi_face_frac", "several_faces", "max_multi_face_frac", lambda v, t: v > t),
+    Check("face_side_px", "small_face", "min_face_side_px", lambda v, t: v < t),
+    Check("face_score", "low_confidence", "min_face_score", lambda v, t: v < t),
+    Check("face_missing_frac", "face_lost", "max_missing_face_frac", lambda v, t: v > t),
+    Check("id_min_cos", "identity_switch", "min_id_cos", lambda v, t: v < t),
+    Check("mean_luma", "too_dark", "min_mean_luma", lambda v, t: v < t),
+    Check("text_frac", "text_overlay", "max_text_frac", lambda v, t: v > t),
+    Check("image_quality", "low_quality", "min_image_quality", lambda v, t: v < t),
+)}
+
+
+def threshold(cfg: SelectConfig, check: Check, embedding_kind: str | None = None) -> float | None:
+    if check.threshold is None:
+        return None
+    value = getattr(cfg, check.threshold)
+    if isinstance(value, dict):  # per embedding kind: cosines of different embedders are not comparable
+        return value.get(embedding_kind or "", 0.0)
+    return value
+
+
+def first_failure(scores: dict[str, float], cfg: SelectConfig, reasons: tuple[str, ...] | None = None,
+                  embedding_kind: str | None = None) -> tuple[str, str] | None:
+    """(reason, detail) of the first failed check among ``reasons`` (all, in CHECKS order, when None) whose score
+    exists, or None when every one passes."""
+    for reason in reasons or tuple(CHECKS):
+        check = CHECKS[reason]
+        value = scores.get(check.score)
         if value is None:
             continue
-        failed = fails(value, cfg, embedding_kind) if score == "id_min_cos" else fails(value, cfg)
-        if failed:
-            detail = f"{score}={value:.4g}"
-            if threshold:
-                limit = getattr(cfg, threshold)
-                limit = limit.get(embedding_kind) if isinstance(limit, dict) else limit
-                detail += f" (select.{threshold}={limit})"
+        limit = threshold(cfg, check, embedding_kind)
+        if check.fails(value, limit):
+            detail = f"{check.score}={value:.4g}"
+            if check.threshold:
+                detail += f" (select.{check.threshold}={limit})"
             return reason, detail
     return None
+
+
+class Select(Stage):
+    """A select step: rejects a row whose scores fail one of ``checks`` (reason codes of CHECKS); writes nothing.
+    Made with :func:`select_step`, one per place in the dataflow."""
+
+    name = "select"
+    Config = SelectConfig
+    checks: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def needs_scores(cls) -> tuple[str, ...]:
+        return tuple(CHECKS[r].score for r in cls.checks)
+
+    def process(self, row: RowView) -> list[RowView]:
+        scores = row.row.record.get("scores", {})
+        kind = (row.get("id_embedding") or {}).get("kind") if "id_embedding" in self.reads else None
+        failed = first_failure(scores, self.cfg, self.checks, kind)
+        if failed:
+            row.reject(*failed)
+        return [row]
+
+
+def select_step(*reasons: str, reads: tuple[str, ...] = ()) -> type[Select]:
+    """A Select subclass applying ``reasons`` (its header names the checks, so a reader sees them in the dataflow)."""
+    unknown = [r for r in reasons if r not in CHECKS]
+    if unknown:
+        raise UndeclaredFieldError(f"select step with unknown check(s) {unknown}; checks: {', '.join(CHECKS)}")
+    return type(f"Select[{','.join(reasons)}]", (Select,), {"checks": tuple(reasons), "reads": tuple(reads)})

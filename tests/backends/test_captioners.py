@@ -23,8 +23,8 @@ from tests.conftest import small_build_config
 
 def make_row(value: int, static: bool = False, n: int = 16) -> Row:
     frames = np.full((n, 64, 64, 3), value, np.uint8)
-    record = {"clip_id": f"c{value}", "static": static, "labels": {}, "status": "ok", "scores": {},
-              "faces": {"features": [], "boxes": None}}
+    record = {"clip_id": f"c{value}", "static": static, "labels": {}, "status": "ok", "scores": {}, "fps": 4.0,
+              "faces": {"boxes": None}, "landmarks": {"features": []}}
     return Row(0, value, 1, record, frames)
 
 
@@ -131,7 +131,7 @@ def endpoint_stage(url, monkeypatch, **extra):
     monkeypatch.setenv("HM_TEST_KEY", "sekret")
     sets = {"caption.backend": "endpoint", "caption.model": "qwen2.5-vl-7b", "caption.endpoint_url": url,
             "caption.api_key_env": "HM_TEST_KEY", "caption.retry_backoff_s": 0, "caption.image_px": 64, **extra}
-    return Caption(small_build_config(**sets))
+    return Caption(small_build_config(**sets).caption)
 
 
 def test_endpoint_captioner_against_a_local_server(server, monkeypatch):
@@ -178,7 +178,7 @@ def test_endpoint_static_sample_sends_one_image_and_missing_key_is_a_config_erro
     monkeypatch.delenv("HM_TEST_KEY")
     with pytest.raises(ConfigError, match="HM_TEST_KEY"):
         Caption(small_build_config(**{"caption.backend": "endpoint", "caption.model": "m",
-                                      "caption.endpoint_url": url, "caption.api_key_env": "HM_TEST_KEY"}))
+                                      "caption.endpoint_url": url, "caption.api_key_env": "HM_TEST_KEY"}).caption)
 
 
 @pytest.mark.parametrize("value,status", [(50, "ok"), (100, "caption_invalid")])
@@ -259,7 +259,7 @@ def tiny_qwen2_vl(tmp_path_factory):
 def transformers_stage(folder):
     return Caption(small_build_config(**{"caption.backend": "transformers", "caption.model": folder,
                                          "caption.num_frames": 2, "caption.image_px": 56,
-                                         "caption.max_new_tokens": 8, "caption.max_retries": 1}))
+                                         "caption.max_new_tokens": 8, "caption.max_retries": 1}).caption)
 
 
 def test_tiny_qwen2_vl_runs_end_to_end_and_its_garbage_is_rejected(tiny_qwen2_vl):

@@ -44,10 +44,10 @@ def test_flow_stage_with_raft_on_cpu(weights, backend, precision):
     cfg = small_build_config(**{"flow.backend": backend, "flow.raft_weights": weights[backend], "flow.work_px": 128,
                                 "flow.raft_iters": 1, "flow.device": "cpu", "flow.precision": precision,
                                 "decode.num_frames": 4})
-    stage = FlowIntensity(cfg)
+    stage = FlowIntensity(cfg.flow)
     assert isinstance(stage.flow, RaftFlow) and stage.flow.device == "cpu"
-    row = Row(0, 0, 1, {"clip_id": "pan", "static": False, "status": "ok", "scores": {},
-                        "faces": {"boxes": [[150, 100, 350, 330]] * 4}}, frames())
+    row = Row(0, 0, 1, {"clip_id": "pan", "static": False, "status": "ok", "scores": {}, "fps": 4.0,
+                        "num_frames": 4, "faces": {"boxes": [[150, 100, 350, 330]] * 4}}, frames())
     [out] = stage.process_rows([row])
     rec = out.record
     assert rec["status"] == "ok", rec.get("detail")

@@ -102,3 +102,22 @@ def test_on_a_real_build(demo_build, tmp_path):
     assert set(subset["key"]) <= set(index["key"]) and subset["key"]
     counts = np.bincount(subset["bin"], minlength=2)
     assert counts[counts > 0].min() == counts.max()
+
+
+def test_tighter_thresholds_on_a_finished_build_need_no_model_run(demo_build, tmp_path, capsys):
+    """The scores are index columns: hm select applies the build's own checks with a threshold tightened, and keeps
+    exactly the samples whose scores pass it."""
+    import pandas as pd
+
+    index = pd.read_parquet(demo_build / "index.parquet")
+    assert main(["select", str(demo_build), "--no-balance", "--out", str(tmp_path / "all.txt")]) == 0
+    assert sorted((tmp_path / "all.txt").read_text().split()) == sorted(index.key)  # the build's own thresholds
+    capsys.readouterr()
+    limit = float(index.face_score.median())
+    assert main(["select", str(demo_build), "--set", f"select.min_face_score={limit}", "--no-balance",
+                 "--out", str(tmp_path / "kept.txt")]) == 0
+    kept = sorted((tmp_path / "kept.txt").read_text().split())
+    assert kept == sorted(index[index.face_score >= limit].key) and 0 < len(kept) < len(index)
+    assert f"low_confidence {len(index) - len(kept)}" in capsys.readouterr().out
+    assert main(["select", str(demo_build), "--set", "select.nonsense=1", "--out", str(tmp_path / "x.txt")]) == 2
+    assert main(["select", str(demo_build), "--set", "decode.fps=1", "--out", str(tmp_path / "x.txt")]) == 2

@@ -225,25 +225,52 @@ def test_shards_load_with_webdataset_and_datasets(demo_build, tmp_path):
     assert seen == pytest.approx(index["intensity"].to_dict())
 
     datasets = pytest.importorskip("datasets")
-    from datasets import Features, Image, Sequence, Value, Video
-
-    features = Features({
-        "mp4": Video(decode=False), "jpg": Image(), "face.jpg": Image(),
-        "arcface.npy": Sequence(Value("float32")), "flow.npy": Sequence(Sequence(Sequence(Value("uint8")))),
-        "json": {"key": Value("string"), "static": Value("bool"), "action": Value("string"),
-                 "intensity": Value("float64")},
-        "__key__": Value("string"), "__url__": Value("string"),
-    })
-    ds = datasets.load_dataset("webdataset", data_files={"train": urls}, split="train", features=features,
-                               cache_dir=str(tmp_path / "hf"))
+    # No features= block: every sample has the same members and the same json layout, so what datasets infers
+    # from the first samples holds for all. Video columns decode with torchcodec when it is installed; the bytes
+    # are there either way (Video(decode=False)).
+    ds = datasets.load_dataset("webdataset", data_files={"train": urls}, split="train", cache_dir=str(tmp_path / "hf"))
+    ds = ds.cast_column("mp4", datasets.Video(decode=False))
     assert sorted(ds["__key__"]) == sorted(index.index)
     for ex in ds:
-        if ex["json"]["static"]:
-            side = int(index.loc[ex["__key__"], "size_px"])
-            assert ex["mp4"] is None and ex["jpg"].size == (side, side)
-        else:
-            assert decode_mp4_bytes(ex["mp4"]["bytes"]).shape[0] == index.loc[ex["__key__"], "num_frames"]
+        assert decode_mp4_bytes(ex["mp4"]["bytes"]).shape[0] == index.loc[ex["__key__"], "num_frames"]
+        side = int(index.loc[ex["__key__"], "size_px"])
+        assert ex["face.jpg"].size[0] == ex["face.jpg"].size[1] and len(ex["arcface.npy"]) == 128
+        assert np.asarray(ex["flow.npy"]).shape == (15, side // 8, side // 8)
         assert ex["json"]["action"] == index.loc[ex["__key__"], "action"]
+        assert ex["json"]["static"] == index.loc[ex["__key__"], "static"]
+
+
+def test_datasets_keeps_every_field_of_builds_of_different_sources(demo_build, tmp_path):
+    """Shards of two builds whose sources label their clips differently (the demo's labels; a folder's none),
+    loaded together in either order: nothing inferred from the first shard drops what the others hold."""
+    import glob
+    import json
+
+    import cv2
+    import skimage.data
+
+    from human_motion.engine.build import build
+    from tests.conftest import small_build_config
+
+    datasets = pytest.importorskip("datasets")
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "portrait.png"), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    build(small_build_config(sources="{folder: {root: %s}}" % json.dumps(str(tmp_path / "in"))), str(tmp_path / "f"))
+    demo = sorted(glob.glob(f"{demo_build}/[0-9]*.tar"))
+    folder = sorted(glob.glob(f"{tmp_path / 'f'}/[0-9]*.tar"))
+    expected = {}
+    for root in (demo_build, tmp_path / "f"):
+        index = pd.read_parquet(root / "index.parquet")
+        expected.update(dict(zip(index.key, index.source)))
+    for order, urls in (("demo first", demo + folder), ("folder first", folder + demo)):
+        ds = datasets.load_dataset("webdataset", data_files={"train": urls}, split="train",
+                                   cache_dir=str(tmp_path / order.replace(" ", "_")))
+        ds = ds.cast_column("mp4", datasets.Video(decode=False))
+        assert dict(zip(ds["__key__"], [j["source"] for j in ds["json"]])) == expected, order
+        for ex in ds:
+            labels = json.loads(ex["json"]["labels"])
+            assert ("photo" in labels) == (ex["json"]["source"] == "demo"), (order, ex["__key__"], labels)
+            assert ex["mp4"]["bytes"] and set(ex["json"]["scores"]) >= {"face_score", "id_min_cos"}
 
 
 def test_workers_give_the_same_report(build_copy):

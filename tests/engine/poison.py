@@ -51,7 +51,7 @@ def install() -> None:
     original = Faces.process
 
     def process(self, row):
-        if row.record.get("clip_id") == target:
+        if row.clip_id == target:
             _die()
         return original(self, row)
 

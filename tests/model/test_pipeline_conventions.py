@@ -99,10 +99,13 @@ def test_a_foreign_pipeline_file_is_never_run(saved, tmp_path):
 
 
 def test_sampling_defaults_follow_the_run_when_it_says_so(run_dir, pipe, tmp_path):
-    assert (pipe.config.num_inference_steps, pipe.config.guidance_scale) == (30, 8.0)  # the paper's
+    assert (pipe.config.num_inference_steps, pipe.config.guidance_scale) == (2, 2.0)  # train_tiny's sampling
     run = tmp_path / "run"
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("checkpoints", "logs"))
     config = json.loads((run / "config.json").read_text())
+    config["sampling"] = {"num_inference_steps": None, "guidance_scale": None}  # a run that says nothing
+    (run / "config.json").write_text(json.dumps(config))
+    assert (loaded(run).config.num_inference_steps, loaded(run).config.guidance_scale) == (30, 8.0)  # the paper's
     config["sampling"] = {"num_inference_steps": 2, "guidance_scale": 3.0}
     (run / "config.json").write_text(json.dumps(config))
     p = loaded(run)

@@ -76,15 +76,16 @@ def fast_config(sources: dict, **sets):
 
 def read_samples(out: pathlib.Path) -> dict[str, dict]:
     """clip id -> the ``json`` member of its first window, from every shard of a build."""
-    import json
     import tarfile
+
+    from human_motion.schema import load_sample_json
 
     samples = {}
     for tar_path in sorted(out.glob("*.tar")):
         with tarfile.open(tar_path) as tar:
             for member in tar.getmembers():
                 if member.name.endswith(".json"):
-                    sample = json.loads(tar.extractfile(member).read())
+                    sample = load_sample_json(tar.extractfile(member).read())
                     samples.setdefault(sample["clip_id"], sample)
     return samples
 

@@ -165,7 +165,7 @@ def test_ray_data_build_gives_the_same_samples_and_rejections(built, tmp_path):
     import ray
 
     cfg = fast_config({"celebv-hq": {"root": str(root)}}, **{"ray.num_cpus": 2})
-    cfg.ray.address = None  # start Ray in this process
+    cfg.ray = __import__("dataclasses").replace(cfg.ray, address=None)  # start Ray in this process
     try:
         build(cfg, str(tmp_path / "ray"))
     finally:

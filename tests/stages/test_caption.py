@@ -64,9 +64,9 @@ def test_caption_stage_uses_source_action_and_keeps_landmark_candidate():
     from human_motion.types import Row
     from tests.conftest import small_build_config
 
-    row = Row(0, 0, 1, {"static": False, "labels": {"action": "laughing"}, "status": "ok",
-                        "faces": {"features": frames(yaw=np.linspace(0, 0.4, 16))}})
-    (out,) = Caption(small_build_config()).process_rows([row])
+    row = Row(0, 0, 1, {"static": False, "labels": {"action": "laughing"}, "status": "ok", "fps": 4.0,
+                        "landmarks": {"features": frames(yaw=np.linspace(0, 0.4, 16))}})
+    (out,) = Caption(small_build_config().caption).process_rows([row])
     assert out.record["action"] == "laughing"
     assert out.record["caption"]["candidates"] == {"landmarks": "turning head to the left", "source": "laughing"}
 

@@ -30,7 +30,7 @@ def image_spec(path, clip_id="x") -> ClipSpec:
 def test_multi_face_photo_is_rejected_as_several_faces():
     (row,) = run_spec(image_spec(INSIGHTFACE_IMAGES / "t1.jpg"))
     assert row.record["status"] == "several_faces"
-    assert row.record["stage"] == "decode"
+    assert row.record["stage"] == "select"  # a threshold (select.max_multi_face_frac), applied after decode
 
 
 def test_single_face_photo_is_accepted_with_reference_face_and_embedding(tmp_path):
@@ -82,3 +82,14 @@ def test_small_face_and_low_resolution_are_rejected(tmp_path):
     assert row.record["status"] == "small_face"
     (row,) = run_spec(image_spec(path), **{"select.min_source_side_px": 300})
     assert row.record["status"] == "low_resolution"
+
+
+def test_a_cut_to_the_same_person_is_checked_and_kept(tmp_path):
+    """A cut inside a window is embedded again, and passes when the person is the same: one embedding a shot."""
+    a = render(skimage.data.astronaut(), (0.44, 0.255, 0.195), "pan", 0)[:18]
+    b = (a.astype(np.float32) * 0.5).astype(np.uint8)  # the same shot, much darker: a cut for the content detector
+    path = tmp_path / "cut.mp4"
+    write_mp4(str(path), np.concatenate([a[:17], b]), 8.0)
+    (row,) = run_spec(ClipSpec("test", "cut", str(path)))
+    assert row.ok, row.record.get("detail")
+    assert 0.92 <= row.record["scores"]["id_min_cos"] < 1.0  # a second shot was embedded and compared

@@ -14,7 +14,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "sources"))
 from corpora import face_frames, fast_config, read_rejects, read_samples  # noqa: E402
 
 from human_motion.media import write_mp4  # noqa: E402
-from human_motion.stages.quality import Quality, mser_text_boxes, union_frac  # noqa: E402
+from human_motion.backends.ocr import mser_text_boxes, union_frac  # noqa: E402
+from human_motion.stages.quality import Quality  # noqa: E402
+from human_motion.stages.select import select_step  # noqa: E402
 from human_motion.types import Row  # noqa: E402
 
 FACE = np.array([100, 75, 410, 435], np.float32)  # face box of face_frames(512, 512, ..., (0.2, 0.15, 0.8, 0.85))
@@ -74,19 +76,21 @@ def test_union_frac():
 
 def test_stage_scores_and_thresholds():
     cfg = fast_config({"demo": {}})
-    stage = Quality(cfg)
+    stage = Quality(cfg.quality)
     clean, texted = row(np.stack([frame()] * 3)), row(np.stack([frame("SUBSCRIBE NOW 2024")] * 3))
     blurred = row(np.stack([cv2.GaussianBlur(frame(), (0, 0), 12)] * 3))
     out = stage.process_rows([clean, texted, blurred])
     assert all(r.ok for r in out)  # thresholds are off by default
     assert out[0].record["scores"]["text_frac"] == 0.0 and out[1].record["scores"]["text_frac"] > 0.02
     assert out[0].record["scores"]["image_quality"] > 0.8 > 0.25 > out[2].record["scores"]["image_quality"]
-    assert out[0].record["backends"] == {"text": "mser", "image_quality": "sharpness"}
+    assert out[0].record["backends"]["text"].startswith("rapidocr ")  # the default: PP-OCRv6's detector
+    assert out[0].record["backends"]["image_quality"] == "sharpness"
 
-    strict = Quality(fast_config({"demo": {}}, **{"select.max_text_frac": 0.01, "select.min_image_quality": 0.25}))
+    strict = fast_config({"demo": {}}, **{"select.max_text_frac": 0.01, "select.min_image_quality": 0.25})
     rows = [row(np.stack([frame()] * 3)), row(np.stack([frame("SUBSCRIBE NOW 2024")] * 3)),
             row(np.stack([cv2.GaussianBlur(frame(), (0, 0), 12)] * 3))]
-    out = strict.process_rows(rows)
+    out = select_step("text_overlay", "low_quality")(strict.select).process_rows(
+        Quality(strict.quality).process_rows(rows))  # the stage scores; the select step after it applies thresholds
     assert [r.record.get("status") for r in out] == ["ok", "text_overlay", "low_quality"]
     assert "select.max_text_frac=0.01" in out[1].record["detail"]
 
@@ -99,13 +103,13 @@ def test_easyocr_backend(monkeypatch):
             calls.append((langs, kwargs))
 
         def readtext(self, image):
-            return [([[10, 400], [300, 400], [300, 450], [10, 450]], "SUBSCRIBE", 0.9),
+            return [([[10, 450], [300, 450], [300, 500], [10, 500]], "SUBSCRIBE", 0.9),
                     ([[0, 0], [5, 0], [5, 5], [0, 5]], "?", 0.1)]
 
     monkeypatch.setitem(sys.modules, "easyocr", types.SimpleNamespace(Reader=Reader))
     cfg = fast_config({"demo": {}}, **{"quality.text_backend": "easyocr", "quality.easyocr_model_dir": "/m",
                                        "quality.device": "cpu"})
-    out = Quality(cfg).process_rows([row(np.stack([frame()] * 2))])
+    out = Quality(cfg.quality).process_rows([row(np.stack([frame()] * 2))])
     assert calls == [(["en"], {"gpu": False, "model_storage_directory": "/m", "download_enabled": False})]
     assert out[0].record["scores"]["text_frac"] == pytest.approx(290 * 50 / 512**2, rel=0.05)
 
@@ -113,7 +117,7 @@ def test_easyocr_backend(monkeypatch):
 def test_easyocr_missing_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "easyocr", None)
     with pytest.raises(ImportError, match="pip install easyocr"):
-        Quality(fast_config({"demo": {}}, **{"quality.text_backend": "easyocr"}))
+        Quality(fast_config({"demo": {}}, **{"quality.text_backend": "easyocr"}).quality)
 
 
 def test_clip_iqa_scoring(monkeypatch):
@@ -130,7 +134,7 @@ def test_clip_iqa_scoring(monkeypatch):
     text = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)  # "good", "bad"
     monkeypatch.setattr(Quality, "_load_clip", lambda self: (Model(), Processor(), text, "cpu"))
     cfg = fast_config({"demo": {}}, **{"quality.iq_backend": "clip_iqa", "quality.text_backend": "none"})
-    out = Quality(cfg).process_rows([row(np.stack([frame()] * 2))])
+    out = Quality(cfg.quality).process_rows([row(np.stack([frame()] * 2))])
     image = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2]]), dim=-1)
     expected = (100 * image @ text.T).softmax(-1)[0, 0].item()
     assert out[0].record["scores"]["image_quality"] == pytest.approx(expected)
@@ -198,7 +202,7 @@ def test_clip_iqa_with_a_local_checkpoint(tmp_path):
     write_tiny_clip(tmp_path / "clip")
     cfg = fast_config({"demo": {}}, **{"quality.iq_backend": "clip_iqa", "quality.clip_model": str(tmp_path / "clip"),
                                        "quality.device": "cpu"})
-    out = Quality(cfg).process_rows([row(np.stack([frame()] * 2))])
+    out = Quality(cfg.quality).process_rows([row(np.stack([frame()] * 2))])
     assert out[0].ok, out[0].record.get("detail")
     assert 0.0 <= out[0].record["scores"]["image_quality"] <= 1.0
     assert out[0].record["backends"]["image_quality"] == f"clip_iqa {tmp_path / 'clip'}"

@@ -1,0 +1,123 @@
+"""The ``hm build`` command: parse, load the config, run the build, print the summary; every refusal one line."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import sys
+import time
+
+from human_motion.config import (ConfigError, load_config, merge, packaged_configs, read_config_file,
+                                 resolve_config_path)
+from human_motion.console import filtered_stderr
+from human_motion.engine.config import BuildConfig
+from human_motion.sources import parse_sources_arg
+
+# Errors of the output folder that the user can fix (free space, permissions), said in one line.
+_OUTPUT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
+                  errno.EROFS: "choose a writable --out", errno.EACCES: "choose a --out you may write to",
+                  errno.EPERM: "choose a --out you may write to",
+                  errno.ENOTDIR: "a folder on the way to --out is a file: choose another --out",
+                  errno.ENAMETOOLONG: "choose a shorter --out"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sources", help="comma-separated sources, NAME or NAME=ROOT (default: demo, the embedded "
+                                     "corpus); e.g. folder=videos/ or celebv-hq,vfhq with roots in --config")
+    names = ", ".join(n for n in packaged_configs() if not n.startswith(("train", "eval")))
+    p.add_argument("--config", help=f"YAML/TOML config file, or a packaged config name ({names})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set flow.backend=farneback (repeatable)")
+    p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N media files per source (a quick try)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove what an earlier build wrote in --out (nothing else) and start again")
+    p.add_argument("--ray-address", help="join a running Ray cluster ('auto' or host:port); 'local' runs without "
+                                         "Ray in this process; default: Ray started in this process")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the models' own logging")
+
+
+def load_build_config(args: argparse.Namespace) -> BuildConfig:
+    """Config file (or packaged name), then ``--sources`` (which sources run; roots and options still come from
+    the file), then ``--set``. With no sources anywhere, the embedded ``demo`` corpus."""
+    path = resolve_config_path(args.config)
+    data = read_config_file(path) if path is not None else {}
+    if args.sources:
+        in_file = data.get("sources") or {}
+        data["sources"] = {n: merge(in_file.get(n) or {}, v) for n, v in parse_sources_arg(args.sources).items()}
+    elif not data.get("sources"):
+        data["sources"] = {"demo": {}}
+    overrides = list(args.set)
+    if getattr(args, "limit", None) is not None:
+        if args.limit < 1:
+            raise ConfigError(f"--limit must be >= 1 (got {args.limit})")
+        overrides += [f"sources.{name}.limit={args.limit}" for name in data["sources"]]
+    if args.overwrite:
+        overrides.append("sink.mode=overwrite")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
+    return load_config(BuildConfig, None, overrides, base=data)
+
+
+def format_summary(summary: dict, seconds: float) -> str:
+    lines = [f"clips in: {summary['clips']}   samples out: {summary['samples']}   rejects: {summary['rejects']}   "
+             f"shards: {summary['shards']}   wall: {seconds:.1f}s"]
+    if summary["samples_by_source"]:
+        lines.append("samples by source: " + ", ".join(f"{k} {v}" for k, v in summary["samples_by_source"].items()))
+    if summary["rejects_by_reason"]:
+        lines.append("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items()))
+    if summary["stage_seconds"]:
+        # "decode.detect" is a part of "decode": shown, but not counted twice in the total.
+        total = sum(v for k, v in summary["stage_seconds"].items() if "." not in k) or 1.0
+        lines.append("time per stage (worker seconds): " + ", ".join(
+            f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in summary["stage_seconds"].items()))
+    return "\n".join(lines)
+
+
+def output_error(exc: BaseException, out: str) -> OSError | None:
+    """The OSError about writing ``out`` behind ``exc`` (raised here, or in a Ray worker and wrapped), if any."""
+    root = os.path.abspath(out)
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _OUTPUT_ERRNOS:
+            name = os.path.abspath(str(exc.filename)) if exc.filename else None
+            if name is None or name.startswith(root) or root.startswith(name):
+                return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        os.environ.setdefault("HM_QUIET_NATIVE", "1")  # mediapipe's C++ start-up chatter (backends/face_models.py)
+    cfg = load_build_config(args)
+    from human_motion.engine.build import build
+
+    started = time.time()
+    try:
+        with filtered_stderr(enabled=not args.verbose) as console:
+            summary = build(cfg, args.out, verbose=args.verbose, console=console)
+    except Exception as e:
+        err = output_error(e, args.out)
+        if err is None:
+            raise
+        where = err.filename or args.out
+        print(f"hm build: cannot write {where}: {err.strerror}; {_OUTPUT_ERRNOS[err.errno]}, then run the same "
+              "command again to resume (finished shards are kept)", file=sys.stderr)
+        return 1
+    finally:
+        _shutdown_ray()
+    print(format_summary(summary, time.time() - started))
+    print(f"wrote {args.out}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
+    return 0
+
+
+def _shutdown_ray() -> None:
+    """Stop the Ray this process started before the interpreter exits (its threads must not outlive it)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,245 @@
+"""Running the dataflow: in this process (``ray.address: local``) or on Ray Data, the same steps either way.
+
+Both executors end every row with the part writer on the worker that finished it (engine/writer.py), and yield
+to the driver only a small result per row. On Ray, the steps are grouped into operators: consecutive stages that
+need no GPU share one actor (``ray.fuse_cpu_stages``), so a clip is decoded, scored and encoded in one process
+with no hand-over of frames, and the pool has one actor per CPU; a stage that asks for GPUs gets a pool of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+from human_motion.engine import crashes
+from human_motion.engine.config import BuildConfig
+from human_motion.engine.writer import PartWriter
+from human_motion.stages.base import Stage
+from human_motion.stages.dataflow import DATAFLOW
+from human_motion.stages.select import Select
+from human_motion.types import ClipSpec, Row, batch_from_rows, rows_from_batch
+
+log = logging.getLogger("human_motion")
+
+RESULT_KEYS = ("shard", "clip_index", "n_windows", "status", "stage")
+MAX_BLOCKS = 4096
+
+
+def initial_record(spec: ClipSpec | str) -> dict:
+    """The fields a row starts with (stages/fields.py INPUT_FIELDS), from a clip spec or its JSON."""
+    spec_json = spec.to_json() if isinstance(spec, ClipSpec) else spec
+    spec = ClipSpec.from_json(spec_json)
+    return {"spec": spec_json, "source": spec.source, "clip_id": spec.clip_id, "media_path": spec.path,
+            "static": spec.static, "labels": spec.labels, "status": "ok", "window": -1}
+
+
+class StepRunner:
+    """A run of consecutive steps, built once per worker: ``__call__`` takes a Ray Data batch of rows and returns
+    the rows after the steps, or (with ``out``) the results of writing them as parts."""
+
+    def __init__(self, steps: list[type[Stage]], sections: list, journal: str | None = None, out: str | None = None):
+        self.stages = [step(section) for step, section in zip(steps, sections)]
+        if journal:
+            client = crashes.JournalClient(journal)
+            for stage in self.stages:
+                if not isinstance(stage, Select):  # select steps only compare numbers: nothing to crash
+                    stage.journal = client
+        self.writer = PartWriter(out) if out else None
+
+    def run(self, rows: list[Row]) -> list[Row]:
+        for stage in self.stages:
+            rows = stage.process_rows(rows)
+        return rows
+
+    def __call__(self, batch: dict) -> dict:
+        rows = self.run(rows_from_batch(batch))
+        if self.writer is None:
+            return batch_from_rows(rows)
+        results = [self.writer(r) for r in rows]
+        return {k: np.asarray([r[k] for r in results], dtype=object if k in ("status", "stage") else np.int64)
+                for k in RESULT_KEYS}
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+
+
+class RayStepRunner(StepRunner):
+    """What a Ray actor builds: the steps by their place in the dataflow and the config as plain data, so the
+    actor's constructor arguments stay a few kilobytes (models load in the actor, never travel)."""
+
+    def __init__(self, config: dict, step_ids: list[int], journal: str | None, out: str | None, threads: int = 1):
+        import cv2
+
+        from human_motion.config import load_config
+
+        # The actor's CPU share: OpenCV's own threads would oversubscribe the cores its neighbours hold. (In this
+        # process, with no neighbours, OpenCV keeps its default: every core.)
+        cv2.setNumThreads(threads)
+        cfg = load_config(BuildConfig, None, [], base=config)
+        steps = [DATAFLOW[i] for i in step_ids]
+        super().__init__(steps, [cfg.section(s) for s in steps], journal, out)
+
+    def run_batch(self, batch: dict) -> dict:
+        """The actor method of the plain pool (Ray Data calls the instance itself)."""
+        return self(batch)
+
+
+def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iterator:
+    """The steps in this process, one clip at a time; yields finished rows, or write results with ``out``."""
+    steps = cfg.steps()
+    runner = StepRunner(steps, [cfg.section(s) for s in steps], out=out)
+    try:
+        for row in rows:
+            done = runner.run([row])
+            yield from ([runner.writer(r) for r in done] if runner.writer else done)
+    finally:
+        runner.close()
+
+
+def operators(cfg: BuildConfig, steps: list[type[Stage]]) -> list[tuple[list[type[Stage]], dict]]:
+    """Group steps into Ray operators: (steps, map_batches resources). Select steps join the operator before them;
+    with ``ray.fuse_cpu_stages`` consecutive stages without GPUs share one."""
+    groups: list[tuple[list[type[Stage]], object]] = []
+    for step in steps:
+        section = cfg.section(step)
+        gpu = getattr(section, "num_gpus", 0) > 0
+        fusable = not gpu and cfg.ray.fuse_cpu_stages
+        if groups and (issubclass(step, Select) or (fusable and groups[-1][1] == "cpu")):
+            groups[-1][0].append(step)
+        else:
+            groups.append(([step], "cpu" if fusable else section))
+    out = []
+    cpus = _cluster_cpus()
+    for group_steps, kind in groups:
+        if kind == "cpu":
+            reserved = sum(k.num_cpus * k.concurrency for _, k in groups if k != "cpu")
+            size = cfg.ray.cpu_actors or max(1, int(cpus - reserved))
+            batch = max(getattr(cfg.section(s), "batch_size", 1) for s in group_steps)
+            out.append((group_steps, {"batch_size": batch, "concurrency": size, "num_cpus": 1.0, "num_gpus": 0.0}))
+        else:
+            out.append((group_steps, {"batch_size": kind.batch_size, "concurrency": kind.concurrency,
+                                      "num_cpus": kind.num_cpus, "num_gpus": kind.num_gpus}))
+    return out
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 1))
+
+
+def init_ray(cfg: BuildConfig, verbose: bool = False):
+    """Join the cluster at ``ray.address``, or start Ray in this process; Ray's own logging quiet unless verbose."""
+    import ray
+
+    if not ray.is_initialized():
+        src = str(pathlib.Path(__file__).resolve().parents[2])  # workers import human_motion from this checkout
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+                            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+                            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
+                            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+                            "HM_QUIET_NATIVE": "0" if verbose else "1"}}
+        kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True,
+                      logging_level=logging.INFO if verbose else logging.ERROR, runtime_env=env)
+        if cfg.ray.address:
+            ray.init(address=cfg.ray.address, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.ray.num_cpus,
+                     object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = cfg.ray.progress
+    ctx.print_on_execution_start = False
+    if not verbose:
+        for name in ("ray", "ray.data", "ray.data._internal"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return ray
+
+
+def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str) -> Iterator[dict]:
+    """Stream rows through the steps on Ray; every stage reports the rows it works on to the crash journal actor
+    named ``journal`` (engine/crashes.py). Yields one write result per finished row. When every step runs in one
+    fused CPU actor (the default without GPUs), a plain pool of those actors; with GPU stages, Ray Data operators."""
+    from human_motion.config import to_dict
+
+    config = to_dict(cfg)
+    groups = operators(cfg, cfg.steps())
+    if len(groups) == 1:
+        yield from run_actor_pool(config, groups[0], rows, out, journal, cfg.ray.max_retries)
+    else:
+        yield from run_ray_data(config, groups, rows, out, journal, cfg.ray.max_retries)
+
+
+def _runner_class(group: list[type[Stage]]) -> type:
+    name = "+".join(dict.fromkeys(s.name for s in group if not issubclass(s, Select)))
+    return type(name or "select", (RayStepRunner,), {})  # Ray names the actors after the class
+
+
+def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journal: str,
+                   retries: int) -> Iterator[dict]:
+    """One operator: ``concurrency`` actors, each sent ``batch_size`` rows a call and at most two calls at a time
+    (clips differ in cost, 1 to 4 windows: a deep queue leaves one actor with the long tail). Ray Data's own
+    actors (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+    import ray
+
+    steps, res = group
+    kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal, "out": out,
+              "threads": max(1, int(res["num_cpus"]))}
+    actor = ray.remote(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_restarts=retries,
+                       max_task_retries=retries)(_runner_class(steps))
+    pool = [actor.remote(**kwargs) for _ in range(res["concurrency"])]
+    todo = [batch_from_rows(rows[i:i + res["batch_size"]]) for i in range(0, len(rows), res["batch_size"])]
+    todo.reverse()
+    in_flight: dict = {}
+    load = [0] * len(pool)
+    try:
+        while todo or in_flight:
+            for i, a in enumerate(pool):
+                while load[i] < 2 and todo:
+                    in_flight[a.run_batch.remote(todo.pop())] = i
+                    load[i] += 1
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                load[in_flight.pop(ref)] -= 1
+                yield from _results(ray.get(ref))
+    finally:
+        for a in pool:
+            ray.kill(a)
+
+
+def _results(batch: dict) -> Iterator[dict]:
+    for i in range(len(batch["shard"])):
+        yield {k: (batch[k][i].item() if hasattr(batch[k][i], "item") else batch[k][i]) for k in RESULT_KEYS}
+
+
+def run_ray_data(config: dict, groups: list, rows: list[Row], out: str, journal: str,
+                 retries: int) -> Iterator[dict]:
+    """Several operators (GPU stages with pools of their own): Ray Data streams rows between them, with its
+    batching and backpressure."""
+    import ray
+
+    # One block per clip streams best on small builds; past a few thousand blocks Ray's per-block overhead wins.
+    ds = ray.data.from_items([r.to_columns() for r in rows], override_num_blocks=max(1, min(len(rows), MAX_BLOCKS)))
+    for i, (group, res) in enumerate(groups):
+        kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in group], "journal": journal,
+                  "out": out if i == len(groups) - 1 else None, "threads": max(1, int(res["num_cpus"]))}
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates pass-through remote arguments but has no named parameter for these two yet.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = ds.map_batches(
+                _runner_class(group), fn_constructor_kwargs=kwargs, batch_size=res["batch_size"],
+                batch_format="numpy", num_cpus=res["num_cpus"], num_gpus=res["num_gpus"],
+                compute=ray.data.ActorPoolStrategy(size=res["concurrency"], max_tasks_in_flight_per_actor=2),
+                # Ray Data restarts actors and retries their tasks forever by default: a clip that crashes a native
+                # library would then loop. Bounded retries turn it into an error (finished shards stay done).
+                max_restarts=retries, max_task_retries=retries,
+            )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        yield from _results(batch)
+
+

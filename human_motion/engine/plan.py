@@ -1,0 +1,211 @@
+"""Planning a build: the output folder (is it a build? is another build writing it?), the input manifest, and
+what is left to do.
+
+The input manifest (``_inputs.parquet``) fixes, on the first run, which clip goes to which shard; a later run with
+the same configuration (``_build.json`` holds its fingerprint) reuses it, skips every shard whose ``_stats.json``
+exists and every clip whose parts are all written, and does the rest. So a build killed at any point and started
+again with the same command ends with exactly the samples of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import pathlib
+import re
+import socket
+import time
+from collections import Counter
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from human_motion.config import ConfigError
+from human_motion.engine import crashes
+from human_motion.engine.config import BuildConfig, fingerprint
+from human_motion.engine.writer import PARTS, STATS_SUFFIX, complete_clips, done_shards, write_atomic
+from human_motion.sources import collect_specs
+
+INPUTS = "_inputs.parquet"
+FINGERPRINT = "_build.json"
+LOCK = "_lock"
+# Everything a build writes into --out, and nothing else: --overwrite removes these names only.
+_BUILD_FILE = re.compile(r"^(\d{6}(\.tar|\.parquet|_rejects\.parquet|_stats\.json)|index\.parquet|rejects\.parquet|"
+                         r"manifest\.json|config\.yaml|_inputs\.parquet|_build\.json|_quarantine\.json|_parts|_lock)"
+                         r"(\.[0-9a-f]{8}\.tmp)?$")
+_MARKERS = (FINGERPRINT, INPUTS, "manifest.json")
+
+
+def build_files(fs, root: str) -> tuple[list[str], list[str]]:
+    """(paths a build wrote, names of everything else) in ``root``."""
+    ours, others = [], []
+    for path in fs.ls(root, detail=False) if fs.exists(root) else []:
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        (ours if _BUILD_FILE.match(name) else others).append(path if _BUILD_FILE.match(name) else name)
+    return ours, sorted(others)
+
+
+def check_output(fs, root: str, overwrite: bool) -> list[str]:
+    """Refuse a folder that holds files but is not a build; with ``overwrite``, remove what a build wrote (and only
+    that). Returns the names of files kept that are not the build's."""
+    ours, others = build_files(fs, root)
+    names = {p.rstrip("/").rsplit("/", 1)[-1] for p in ours}
+    if others and not names & set(_MARKERS):
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ConfigError(f"{root} is not a build folder (it holds {shown}); choose an empty or new --out "
+                          "(hm build never deletes files it did not write)")
+    if overwrite:
+        for path in ours:
+            if not path.endswith(f"/{LOCK}"):
+                fs.rm(path, recursive=True)
+    return others
+
+
+class OutputLock:
+    """One build at a time per folder: an exclusive ``flock`` on ``<out>/_lock`` held for the build's life. The
+    kernel drops it when the holder dies, however it dies, so a killed build never leaves a stale lock. (On a
+    filesystem without locks, such as an object store, builds are not guarded: one at a time is then the user's
+    care.)"""
+
+    def __init__(self, fs, root: str):
+        self.path = f"{root}/{LOCK}"
+        self.local = isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+        self.handle = None
+
+    def __enter__(self) -> "OutputLock":
+        if not self.local:
+            return self
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another process"
+            self.handle.close()
+            raise ConfigError(f"{os.path.dirname(self.path)} is being written by another build ({holder}); wait for "
+                              "it to finish, or choose another --out") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.close()  # releases the lock; the file stays (removing it would race a new holder)
+
+
+def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
+    """Create (first run) or reuse (later runs) the input manifest; refuse a folder built with another config."""
+    fp_path, inputs_path = f"{root}/{FINGERPRINT}", f"{root}/{INPUTS}"
+    fs.makedirs(root, exist_ok=True)
+    wanted = fingerprint(cfg)
+    if fs.exists(fp_path) and fs.exists(inputs_path):
+        have = json.loads(fs.cat(fp_path))
+        if have.get("config") != wanted:
+            diff = sorted(_diff_keys(have.get("config", {}), wanted))
+            raise ConfigError(
+                f"{root} holds a build made with a different configuration (differs in: {', '.join(diff[:6])}); "
+                "run the same command to resume it, add --overwrite to start again, or choose another --out")
+        with fs.open(inputs_path, "rb") as f:
+            return pq.read_table(f)
+    specs = collect_specs(cfg.sources, pathlib.Path(root))
+    if not specs:
+        raise ConfigError("the sources yielded no clips; check the source roots (and limits) in the config")
+    per = cfg.sink.clips_per_shard
+    table = pa.table({
+        "shard": [i // per for i in range(len(specs))],
+        "clip_index": list(range(len(specs))),
+        "source": [s.source for s in specs],
+        "clip_id": [s.clip_id for s in specs],
+        "static": [bool(s.static) for s in specs],
+        "spec": [s.to_json() for s in specs],
+    })
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, row_group_size=4096)
+    write_atomic(fs, inputs_path, buf.getvalue().to_pybytes())
+    write_atomic(fs, fp_path, json.dumps({"config": wanted, "created": time.time()}, indent=1).encode())
+    return table
+
+
+def _diff_keys(a, b, prefix: str = "") -> set[str]:
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = set()
+        for x, y in zip(a, b):
+            name = x.get("section", "") if isinstance(x, dict) else ""
+            out |= _diff_keys(x, y, f"{prefix}{name}." if name else prefix)
+        return out
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return {prefix.rstrip(".") or "?"} if a != b else set()
+    out = set()
+    for k in set(a) | set(b):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, (dict, list)) and isinstance(vb, (dict, list)):
+            out |= _diff_keys(va, vb, f"{prefix}{k}." if k not in ("settings", "steps") else prefix)
+        elif va != vb:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+class Plan:
+    """What a run of the build has to do: the shards not done, and in them the clips whose parts are not all
+    written. Holds small things only: counts per shard and the manifest's columns."""
+
+    def __init__(self, fs, root: str, inputs: pa.Table):
+        self.fs, self.root = fs, root
+        self.inputs = inputs
+        self.expected = Counter(inputs.column("shard").to_pylist())  # shard -> clips
+        self.done = done_shards(fs, root)
+        for shard in self.done:  # parts left by an assembler killed after its stats file was written
+            folder = f"{root}/{PARTS}/{shard:06d}"
+            if fs.exists(folder):
+                fs.rm(folder, recursive=True)
+        self.complete: dict[int, set[int]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read which clips of unfinished shards are complete (after a failed pass)."""
+        self.complete = {s: complete_clips(self.fs, self.root, s) for s in self.expected if s not in self.done}
+
+    @property
+    def todo_shards(self) -> list[int]:
+        return sorted(s for s in self.expected if s not in self.done)
+
+    def ready_shards(self) -> list[int]:
+        """Unfinished shards whose every clip is already written (to assemble without running anything)."""
+        return [s for s in self.todo_shards if len(self.complete.get(s, ())) == self.expected[s]]
+
+    def pending(self, quarantine: dict[str, dict]) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+        """(clips to run, quarantined clips to record as rejections): (shard, clip_index, spec JSON) each."""
+        run, held = [], []
+        cols = [self.inputs.column(c).to_pylist() for c in ("shard", "clip_index", "spec")]
+        for shard, clip, spec in zip(*cols):
+            if shard in self.done or clip in self.complete.get(shard, ()):
+                continue
+            (held if crashes.clip_key(shard, clip) in quarantine else run).append((shard, clip, spec))
+        return run, held
+
+
+def looks_complete(fs, root: str) -> bool:
+    """Every shard of an existing input manifest is done (a rerun of a finished build needs no workers)."""
+    if not fs.exists(f"{root}/{INPUTS}"):
+        return False
+    with fs.open(f"{root}/{INPUTS}", "rb") as f:
+        shards = set(pq.read_table(f, columns=["shard"]).column("shard").to_pylist())
+    return shards <= done_shards(fs, root)
+
+
+def remove_stale_temporaries(fs, root: str) -> None:
+    """Temporary files of writers that were killed; never under a final name."""
+    for tmp in fs.glob(f"{root}/*.tmp"):
+        fs.rm(tmp)
+
+
+def stats_path(root: str, shard: int) -> str:
+    return f"{root}/{shard:06d}{STATS_SUFFIX}"
