@@ -31,10 +31,10 @@ PY="${PYTHON:-python3}"
 C="scripts/constraints.txt"
 TORCH=(torch==2.13.0 torchvision==0.28.0)
 if [ "$KIND" = gpu ]; then
-  EXTRAS="mediapipe,insightface-gpu,ocr-gpu,model,dev,demo"
+  EXTRAS="mediapipe,insightface-gpu,ocr-gpu,ocr-easyocr,model,dev,demo"
   TORCH_FROM=${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 else
-  EXTRAS="mediapipe,insightface,ocr,model,dev,demo"
+  EXTRAS="mediapipe,insightface,ocr,ocr-easyocr,model,dev,demo"
   TORCH_FROM=""
 fi
 if [ "$PLAN" = 1 ]; then

@@ -167,10 +167,10 @@ def test_setup_plans_the_cuda_stack_where_nvidia_smi_lists_a_gpu(tmp_path):
 
     cpu = plan(env=fake_nvidia_smi(tmp_path / "none", gpu=False))
     assert "plan: cpu machine (nvidia-smi: no GPU listed)" in cpu and "CPU build" in cpu
-    assert ".[mediapipe,insightface,ocr,model,dev,demo]" in cpu and "insightface==2.1" in cpu
+    assert ".[mediapipe,insightface,ocr,ocr-easyocr,model,dev,demo]" in cpu and "insightface==2.1" in cpu
     gpu = plan(env=fake_nvidia_smi(tmp_path / "bin"))
     assert "plan: gpu machine (nvidia-smi: NVIDIA H200)" in gpu and "CUDA build" in gpu
-    assert ".[mediapipe,insightface-gpu,ocr-gpu,model,dev,demo]" in gpu and "onnxruntime-gpu" in gpu
+    assert ".[mediapipe,insightface-gpu,ocr-gpu,ocr-easyocr,model,dev,demo]" in gpu and "onnxruntime-gpu" in gpu
     assert "plan: cpu machine" in plan("--cpu", env=fake_nvidia_smi(tmp_path / "bin2"))
     assert "plan: gpu machine" in plan("--gpu", env=fake_nvidia_smi(tmp_path / "none2", gpu=False))
     bad = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "--cuda"], capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 A model pack is insightface's own layout, ``<root>/models/<pack>/*.onnx`` (``buffalo_l``: ``det_10g.onnx`` SCRFD-10G,
 ``w600k_r50.onnx`` ArcFace R50 on WebFace600K, plus landmark and attribute models this project does not use).
-``faces.insightface_root`` names ``<root>`` (``null``: ``~/.insightface``, insightface's default); a folder that holds
+``decode.insightface_root`` (the detector) and ``faces.insightface_root`` (the embedder) name ``<root>`` (``null``: ``~/.insightface``, insightface's default); a folder that holds
 the ``.onnx`` files directly also works. A missing pack is fetched by insightface's own ``ensure_available`` when the
 machine is online; offline, the error says where the files must go.
 
@@ -78,7 +78,7 @@ def pack_dir(root: str | None, pack: str) -> pathlib.Path:
         raise FileNotFoundError(
             f"insightface model pack {pack!r} not found under {base / 'models' / pack} and could not be downloaded "
             f"({type(e).__name__}: {e}); unpack {pack}.zip there (e.g. {base / 'models' / pack / 'det_10g.onnx'}) "
-            "and set faces.insightface_root") from e
+            "and set decode.insightface_root (detector) or faces.insightface_root (embedder)") from e
     if not any(found.glob("*.onnx")):
         raise FileNotFoundError(f"no .onnx files in {found}: a {pack}.zip nested in a sub-folder? move its files up")
     return found

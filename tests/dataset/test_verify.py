@@ -280,3 +280,19 @@ def test_workers_give_the_same_report(build_copy):
     two = verify_build(str(build_copy), VerifyConfig(workers=2))
     assert one.problems == two.problems and len(one.problems) == 1
     assert (one.shards, one.samples, one.members) == (two.shards, two.samples, two.members)
+
+
+@pytest.mark.slow
+def test_shards_load_with_ray_data(demo_build):
+    """ray.data.read_webdataset reads the shards as they are: one row per sample, every member a column."""
+    ray = pytest.importorskip("ray")
+    index = pd.read_parquet(demo_build / "index.parquet").set_index("key")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        rows = ray.data.read_webdataset(str(demo_build), file_extensions=["tar"], decoder=False).take_all()
+    finally:
+        ray.shutdown()
+    assert sorted(r["__key__"] for r in rows) == sorted(index.index)
+    for row in rows:
+        assert {"mp4", "face.jpg", "arcface.npy", "flow.npy", "json"} <= set(row)
+        assert len(row["mp4"]) > 1000 and len(row["face.jpg"]) and len(row["arcface.npy"]) and row["json"]
