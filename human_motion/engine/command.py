@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         _shutdown_ray()
     print(format_summary(summary, time.time() - started))
-    print(f"wrote {args.out}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
+    print(f"wrote {args.out.rstrip('/')}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
     return 0
 
 
