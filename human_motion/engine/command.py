@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         _shutdown_ray()
     print(format_summary(summary, time.time() - started))
-    print(f"wrote {args.out.rstrip('/')}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
+    out = args.out.rstrip("/")
+    print(f"wrote {out}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
     return 0
 
 
