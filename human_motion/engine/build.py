@@ -52,18 +52,17 @@ class ShardTracker:
         return True, clip[0] if self.clips_done[clip[0]] == self.expected[clip[0]] else None
 
 
-class BuildActor(crashes.CrashJournal):
-    """The one small actor a Ray build runs besides its workers: the crash journal of the pass in progress, and the
-    assembler of shards (on a worker, so sample bytes never reach the driver). It holds no CPU, and starts with the
-    build, so it is ready when the first shard completes; every worker process Ray starts costs seconds on a small
-    machine, so one actor does both."""
+class ShardAssembler:
+    """The Ray actor that assembles complete shards from their parts, on a worker (so sample bytes never reach the
+    driver). It holds no CPU and starts with the build, so it is warm when the first shard completes; killed half
+    way through a shard, it is restarted and the shard assembled again (its files are renamed into place)."""
 
     def assemble(self, out: str, shard: int, expected: int) -> int:
         return assemble_shard(out, shard, expected)
 
 
 class Assembler:
-    """Assembles complete shards: on the build actor (on Ray), or here with no Ray."""
+    """Assembles complete shards: on the assembler actor (on Ray), or here with no Ray."""
 
     def __init__(self, out: str, expected: dict[int, int], actor, progress: Progress, total: int):
         self.out, self.expected, self.actor, self.progress = out, expected, actor, progress
@@ -172,10 +171,14 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
         run, _ = plan.pending({})
         print(f"hm build: {plan.inputs.num_rows} clips in {len(plan.expected)} shards; {len(plan.done)} shards done, "
               f"{len(plan.todo_shards)} to do ({len(run)} clips to run)", file=console, flush=True)
-        journal = crashes.start_journal(BuildActor) if use_ray and plan.todo_shards else None
+        journal = crashes.start_journal() if use_ray and plan.todo_shards else None
         progress = Progress(len(run), cfg.progress, console)
-        assembler = Assembler(out, dict(plan.expected), journal[0] if journal else None, progress,
-                              len(plan.todo_shards))
+        actor = None
+        if journal is not None:
+            import ray
+
+            actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
+        assembler = Assembler(out, dict(plan.expected), actor, progress, len(plan.todo_shards))
         try:
             for shard in plan.ready_shards():  # every clip already written by a run that was stopped
                 assembler.submit(shard)
@@ -188,6 +191,7 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
                 import ray
 
                 ray.kill(journal[0])
+                ray.kill(actor)
         missing = sorted(set(plan.todo_shards) - set(assembler.written))
         if missing:
             raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")

@@ -81,13 +81,13 @@ class CrashJournal:
                     for k, n in self.begun.items() if n > self.ended[k]}
 
 
-def start_journal(cls: type = CrashJournal):
-    """A journal actor (``cls``: CrashJournal or a subclass that does more); returns (handle, name). Its methods
-    run in threads, so a long call (assembling a shard) never holds up the stages' begin/end."""
+def start_journal():
+    """The journal actor of a build (one pass after another: ``reset`` between them); returns (handle, name). Its
+    methods run in threads, so many workers' begin/end calls are answered at once."""
     import ray
 
-    name = f"hm-build-{uuid.uuid4().hex[:12]}"
-    handle = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(cls).options(name=name).remote()
+    name = f"hm-crash-journal-{uuid.uuid4().hex[:12]}"
+    handle = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(CrashJournal).options(name=name).remote()
     ray.get(handle.unfinished.remote())  # started before any stage asks for it by name
     return handle, name
 

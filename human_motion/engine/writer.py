@@ -181,6 +181,8 @@ def assemble_shard(out: str, shard: int, expected_clips: int) -> int:
     for _, i in infos:
         timings.update(i.get("timings", {}))
     base = f"{root}/{name}"
+    for stale in fs.glob(f"{base}*.tmp"):  # an earlier attempt at this shard, killed half way
+        fs.rm(stale)
     tmp = f"{base}.tar.{uuid.uuid4().hex[:8]}.tmp"
     with fs.open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for key, path in samples:  # one sample in memory at a time

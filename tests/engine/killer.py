@@ -42,14 +42,23 @@ def install() -> None:
 
         writer.write_atomic = write_atomic
     else:
-        real_add = writer._add_member
+        real_add, real_assemble = writer._add_member, writer.assemble_shard
+        assembling = []
+
+        def assemble_shard(out, shard, expected):
+            assembling.append(shard)  # only the shard assembler's writes are killed, not the part writers'
+            try:
+                return real_assemble(out, shard, expected)
+            finally:
+                assembling.pop()
 
         def add_member(tar, name, data):
             real_add(tar, name, data)
-            if not name.startswith("__"):
+            if assembling and not name.startswith("__"):
                 _kill_once()  # the shard's tar is half written under its temporary name
 
         writer._add_member = add_member
+        writer.assemble_shard = assemble_shard
 
 
 def main(argv: list[str]) -> int:
