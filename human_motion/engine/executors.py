@@ -1,9 +1,11 @@
-"""Running the dataflow: in this process (``ray.address: local``) or on Ray Data, the same steps either way.
+"""Running the dataflow: in this process (``ray.address: local``) or on Ray, the same steps either way.
 
 Both executors end every row with the part writer on the worker that finished it (engine/writer.py), and yield
 to the driver only a small result per row. On Ray, the steps are grouped into operators: consecutive stages that
 need no GPU share one actor (``ray.fuse_cpu_stages``), so a clip is decoded, scored and encoded in one process
 with no hand-over of frames, and the pool has one actor per CPU; a stage that asks for GPUs gets a pool of its own.
+One operator (every stage on the CPU, the default) runs as a plain actor pool; several run on Ray Data, which
+streams rows between the pools with its batching and backpressure.
 """
 
 from __future__ import annotations
