@@ -158,7 +158,7 @@ def sweep(run: pathlib.Path, refs: dict[str, np.ndarray], intensities: list[floa
 # ------------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(p, "action_control", "three models")
+    add_arguments(p, "action_control", "three models", steps=1000, vae_steps=400)
     p.add_argument("--levels", default="0,2,4,6,8,10,12,14,16,18,20",
                    help="build intensities of the training clips of each kind (px per step at 512 px)")
     p.add_argument("--intensities", default="0,5,10,15,20", help="asked, in px per step at 512 px")

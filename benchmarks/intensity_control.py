@@ -128,7 +128,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
 # ------------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(p, "intensity_control", "two models")
+    add_arguments(p, "intensity_control", "two models", steps=1000)
     p.add_argument("--beta-start", type=float, default=0.00085, help="linear noise schedule of the base's scheduler")
     p.add_argument("--beta-end", type=float, default=0.012)
     p.add_argument("--speeds", default="0,2,4,6,8,10,12,14,16,18,20",

@@ -63,14 +63,15 @@ def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: boo
     return proc
 
 
-def add_arguments(parser, name: str, models: str) -> None:
-    """The options every recipe benchmark shares; ``name`` names the default work folder, ``models`` the runs."""
+def add_arguments(parser, name: str, models: str, steps: int, vae_steps: int = 600) -> None:
+    """The options every recipe benchmark shares; ``name`` names the default work folder, ``models`` the runs,
+    ``steps`` their default training steps, ``vae_steps`` those of the small VAE."""
     import tempfile
 
     parser.add_argument("--work", default=str(pathlib.Path(tempfile.gettempdir()) / f"hm_{name}"),
                         help="shards, base, runs, samples, results.json; existing parts are reused")
-    parser.add_argument("--steps", type=int, default=1000, help=f"training steps of each of the {models}")
-    parser.add_argument("--vae-steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=steps, help=f"training steps of each of the {models}")
+    parser.add_argument("--vae-steps", type=int, default=vae_steps)
     parser.add_argument("--sample-steps", type=int, default=25, help="DDIM steps of each generated clip")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (split among the runs that train side by side, at least 1 each); on a "
