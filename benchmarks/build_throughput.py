@@ -1,12 +1,13 @@
 """Build throughput against decode-only throughput on the same clips, in one run; with ``--ray``, the Ray build
 against the in-process build, and the driver's peak memory as the corpus grows.
 
-    .venv/bin/python benchmarks/build_throughput.py [--clips DIR] [--ray] [--repeat N]
+    .venv/bin/python benchmarks/build_throughput.py [--clips DIR] [--ray [--ray-address auto]] [--repeat N]
 
 Baseline: decoding exactly the frames a build samples (PyAV, same windows, no models). Then a full build of the same
 clips (probe, decode with face detection and the crop, quality, faces, flow, caption, encode), in this process, so
 the per-stage times are not mixed with Ray's start-up. ``--ray`` also times the same build through Ray (in-process
-Ray, started and stopped inside the timing, as ``hm build`` does), and measures the driver process's peak resident
+Ray, started and stopped inside the timing, as ``hm build`` does, or the running Ray at ``--ray-address``), the two
+as ``hm build`` commands (each in a process of its own), and measures the driver process's peak resident
 memory for builds of 8 and 32 clips (hard links of the dev clips) whose one shard holds every clip: the driver keeps
 counts only, so the two should be the same. Prints seconds, clips/s and the ratios; medians with ``--repeat``.
 """
@@ -65,17 +66,36 @@ def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict]:
     return time.perf_counter() - start, summary
 
 
+def hm_build(clips: pathlib.Path, out: pathlib.Path, *sets: str) -> subprocess.Popen:
+    """``hm build`` of the videos in ``clips`` as a user types it, in a process of its own."""
+    cmd = [sys.executable, "-m", "human_motion.cli", "build", "--sources", f"folder={clips}", "--out", str(out),
+           "--set", "sources.folder.options.images=false", "--set", "progress=off"]
+    for item in sets:
+        cmd += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # set by this process's own ray.init
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(env, PYTHONPATH=str(REPO)))
+
+
+def finished(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"hm build failed (exit {proc.returncode}): {err[-2000:]}")
+
+
+def command_seconds(clips: pathlib.Path, out: pathlib.Path, *sets: str) -> float:
+    """Wall seconds of one ``hm build`` command, from process start to exit (imports, Ray's start and stop)."""
+    start = time.perf_counter()
+    finished(hm_build(clips, out, *sets))
+    return time.perf_counter() - start
+
+
 def driver_peak_mb(clips: pathlib.Path, out: pathlib.Path, per_shard: int) -> float:
     """Peak resident memory (MB) of an ``hm build`` driver process on Ray, sampled every 50 ms (its Ray workers are
     other processes and are not counted)."""
     import psutil
 
-    cmd = [sys.executable, "-m", "human_motion.cli", "build", "--sources", f"folder={clips}", "--out", str(out),
-           "--set", f"sink.clips_per_shard={per_shard}", "--set", "sources.folder.options.images=false",
-           "--set", "progress=off"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # set by this process's own ray.init
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(env, PYTHONPATH=str(REPO)))
+    proc = hm_build(clips, out, f"sink.clips_per_shard={per_shard}")
     peak = 0
     watched = psutil.Process(proc.pid)
     done = threading.Event()
@@ -91,11 +111,11 @@ def driver_peak_mb(clips: pathlib.Path, out: pathlib.Path, per_shard: int) -> fl
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    _, err = proc.communicate()
-    done.set()
-    thread.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"hm build failed: {err[-2000:]}")
+    try:
+        finished(proc)
+    finally:
+        done.set()
+        thread.join()
     return peak / 2**20
 
 
@@ -113,6 +133,9 @@ def main() -> None:
     ap.add_argument("--clips", default=str(DEV), help="folder of videos (default: ../shared/data/dev)")
     ap.add_argument("--ray", action="store_true", help="also time the Ray build and measure the driver's memory")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each build; medians are reported")
+    ap.add_argument("--ray-address", default=None,
+                    help="join this running Ray (e.g. auto, after `ray start --head`) instead of starting Ray in "
+                         "each Ray build")
     args = ap.parse_args()
     root = pathlib.Path(args.clips)
     base = {"sources": {"folder": {"root": str(root), "options": {"images": False}}},
@@ -130,7 +153,7 @@ def main() -> None:
             seconds, summary = timed_build(cfg, f"{tmp}/local{i}")
             local_s.append(seconds)
             if args.ray:  # interleaved, so both see the same machine load
-                ray_cfg = load_config(BuildConfig, None, ["ray.address=null"], base=base)
+                ray_cfg = load_config(BuildConfig, None, [f"ray.address={args.ray_address or 'null'}"], base=base)
                 ray_s.append(timed_build(ray_cfg, f"{tmp}/ray{i}")[0])
         build_s = statistics.median(local_s)
         print(f"build (local):  {build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
@@ -146,7 +169,21 @@ def main() -> None:
             median_ray = statistics.median(ray_s)
             print(f"build (Ray):    {median_ray:7.2f} s   {len(paths) / median_ray:6.2f} clips/s   "
                   f"ratio in-process/Ray wall time = {build_s / median_ray:.2f} (>= 1: Ray is at least as fast; "
-                  "includes Ray start-up and shutdown)")
+                  + (f"joined the Ray at {args.ray_address})" if args.ray_address else
+                     "includes Ray start-up and shutdown)"))
+            # The same two builds as the commands a user types, each in a process of its own: the in-process
+            # command pays its imports and model loading too, which the runs above (after the first) find done.
+            cmd_local, cmd_ray = [], []
+            for i in range(args.repeat):
+                cmd_local.append(command_seconds(root, pathlib.Path(tmp) / f"cl{i}", "ray.address=local",
+                                                 "sink.clips_per_shard=4"))
+                cmd_ray.append(command_seconds(root, pathlib.Path(tmp) / f"cr{i}", "sink.clips_per_shard=4",
+                                               *([f"ray.address={args.ray_address}"] if args.ray_address else [])))
+            cl, cr = statistics.median(cmd_local), statistics.median(cmd_ray)
+            print(f"hm build commands: in-process {cl:7.2f} s, Ray {cr:7.2f} s, ratio in-process/Ray = "
+                  f"{cl / cr:.2f} (>= 1: Ray is at least as fast)")
+            results.update(command_local_s=cl, command_local_runs=cmd_local, command_ray_s=cr,
+                           command_ray_runs=cmd_ray, ratio_command_local_over_ray=cl / cr)
             small = linked_corpus(paths, pathlib.Path(tmp) / "c8", 8)
             big = linked_corpus(paths, pathlib.Path(tmp) / "c32", 32)
             mb8 = driver_peak_mb(small, pathlib.Path(tmp) / "m8", 64)

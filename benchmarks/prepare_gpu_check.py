@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[prepare] travels: working tree {tree / 2**20:.1f} MiB + {out.name}/ {carried / 2**20:.1f} MiB = "
           f"{total:.1f} MiB of {LIMIT_MIB:.0f} MiB")
     if total > LIMIT_MIB:
-        print(f"[prepare] too large for a device call: use fewer --windows, or ignore large untracked files",
+        print("[prepare] too large for a device call: use fewer --windows, or ignore large untracked files",
               file=sys.stderr)
         return 1
     return 0

@@ -22,7 +22,7 @@ from human_motion import __version__
 from human_motion.config import to_dict
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import init_ray, initial_record, run_local, run_ray
+from human_motion.engine.executors import init_ray, initial_record, run_local, run_ray, start_pool, stop_actors
 from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_complete, prepare_inputs,
                                       remove_stale_temporaries)
 from human_motion.engine.progress import Progress
@@ -94,11 +94,12 @@ class Assembler:
 
 
 def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler: Assembler,
-               progress: Progress, journal: tuple | None) -> None:
+               progress: Progress, journal: tuple | None, pool: list | None = None) -> None:
     """Run the pending clips. A pass that fails because clips kept crashing their workers records those clips in
     the quarantine and is followed by another over what is not yet written, with the quarantined clips as
     ``worker_crashed`` rejections; any other failure is raised. ``journal``: (handle, name) of the crash journal
-    on Ray, None in this process (where a crash ends the build anyway)."""
+    on Ray, None in this process (where a crash ends the build anyway); ``pool``: the actors of the first pass on
+    Ray, started ahead (``executors.start_pool``); later passes start their own."""
     quarantine = crashes.read_quarantine(fs, root)
     handle, name = journal or (None, None)
     writer = PartWriter(out)
@@ -116,7 +117,9 @@ def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler:
                                               quarantine[crashes.clip_key(shard, clip)])
                 writer(row)
                 _count(result_of(row), tracker, assembler, progress)
-            for result in run_ray(cfg, rows, out, name) if handle is not None else run_local(cfg, rows, out):
+            results = run_ray(cfg, rows, out, name, pool) if handle is not None else run_local(cfg, rows, out)
+            pool = None  # stopped when the pass ends, whatever its end
+            for result in results:
                 _count(result, tracker, assembler, progress)
             return
         except Exception:
@@ -161,37 +164,35 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
                         ", ".join(kept[:5]))
         remove_stale_temporaries(fs, root)
         use_ray = cfg.ray.address != "local" and not looks_complete(fs, root)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            # Ray starts (seconds) while the sources are read and the manifest written; ray.init itself must run
-            # in the main thread.
-            planned = pool.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root)))
+        journal = actor = pool = None
+        with concurrent.futures.ThreadPoolExecutor(1) as planner:
+            # Ray starts (seconds), and its actors import and load their models, while the sources are read and
+            # the manifest written; ray.init itself must run in the main thread.
+            planned = planner.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root)))
             if use_ray:
+                import ray
+
                 init_ray(cfg, verbose)
+                name = crashes.journal_name()
+                pool = start_pool(cfg, out, name)  # first, so they take the workers Ray started ahead
+                journal = crashes.start_journal(name)
+                actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
             plan = planned.result()
         run, _ = plan.pending({})
         print(f"hm build: {plan.inputs.num_rows} clips in {len(plan.expected)} shards; {len(plan.done)} shards done, "
               f"{len(plan.todo_shards)} to do ({len(run)} clips to run)", file=console, flush=True)
-        journal = crashes.start_journal() if use_ray and plan.todo_shards else None
         progress = Progress(len(run), cfg.progress, console)
-        actor = None
-        if journal is not None:
-            import ray
-
-            actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
         assembler = Assembler(out, dict(plan.expected), actor, progress, len(plan.todo_shards))
         try:
             for shard in plan.ready_shards():  # every clip already written by a run that was stopped
                 assembler.submit(shard)
             if len(assembler.written) + len(assembler.pending) < len(plan.todo_shards):
-                run_passes(cfg, fs, root, out, plan, assembler, progress, journal)
+                run_passes(cfg, fs, root, out, plan, assembler, progress, journal, pool)
             assembler.poll(wait=True)
         finally:
             progress.close()
             if journal is not None:
-                import ray
-
-                ray.kill(journal[0])
-                ray.kill(actor)
+                stop_actors([journal[0], actor, *(pool or ())])  # a pool that ran is stopped already
         missing = sorted(set(plan.todo_shards) - set(assembler.written))
         if missing:
             raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")

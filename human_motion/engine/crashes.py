@@ -81,25 +81,35 @@ class CrashJournal:
                     for k, n in self.begun.items() if n > self.ended[k]}
 
 
-def start_journal():
-    """The journal actor of a build (one pass after another: ``reset`` between them); returns (handle, name). Its
-    methods run in threads, so many workers' begin/end calls are answered at once."""
+def journal_name() -> str:
+    return f"hm-crash-journal-{uuid.uuid4().hex[:12]}"
+
+
+def start_journal(name: str):
+    """The journal actor of a build (one pass after another: ``reset`` between them); returns (handle, name) at
+    once. Its methods run in threads, so many workers' begin/end calls are answered at once."""
     import ray
 
-    name = f"hm-crash-journal-{uuid.uuid4().hex[:12]}"
     handle = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=8)(CrashJournal).options(name=name).remote()
-    ray.get(handle.unfinished.remote())  # started before any stage asks for it by name
     return handle, name
 
 
 class JournalClient:
-    """What a stage on a Ray actor holds: blocking calls, so a crash right after ``begin`` cannot lose it."""
+    """What a stage on a Ray actor holds: blocking calls, so a crash right after ``begin`` cannot lose it. The
+    journal is looked up by name at the first call, so the stages' actors may start before it."""
 
     def __init__(self, name: str):
         import ray
 
         self._ray = ray
-        self._actor = ray.get_actor(name)
+        self._name = name
+        self._handle = None
+
+    @property
+    def _actor(self):
+        if self._handle is None:
+            self._handle = self._ray.get_actor(self._name)
+        return self._handle
 
     def begin(self, rows: list[Row], stage: str) -> None:
         self._ray.get(self._actor.begin.remote([row_key(r) for r in rows], stage))

@@ -10,6 +10,7 @@ streams rows between the pools with its batching and backpressure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -136,24 +137,50 @@ def _cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 1))
 
 
+def worker_environment(verbose: bool = False) -> dict[str, str]:
+    """What Ray's workers need from this process's environment: this checkout on the path, the hub's offline mode
+    and the native libraries' log levels."""
+    src = str(pathlib.Path(__file__).resolve().parents[2])  # workers import human_motion from this checkout
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+            "HM_QUIET_NATIVE": "0" if verbose else "1"}
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def init_ray(cfg: BuildConfig, verbose: bool = False):
-    """Join the cluster at ``ray.address``, or start Ray in this process; Ray's own logging quiet unless verbose."""
+    """Join the cluster at ``ray.address``, or start Ray in this process; Ray's own logging quiet unless verbose.
+
+    A cluster's workers get the environment as a runtime environment. A Ray started here does without one: its
+    workers are children of its raylet, which inherits this process's environment at ``ray.init``, and a runtime
+    environment would keep the workers Ray starts ahead from serving the build's actors (a second more to the
+    first actor on 2 cores)."""
     import ray
 
     if not ray.is_initialized():
-        src = str(pathlib.Path(__file__).resolve().parents[2])  # workers import human_motion from this checkout
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-                            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-                            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
-                            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-                            "HM_QUIET_NATIVE": "0" if verbose else "1"}}
+        env = worker_environment(verbose)
         kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True,
-                      logging_level=logging.INFO if verbose else logging.ERROR, runtime_env=env)
+                      logging_level=logging.INFO if verbose else logging.ERROR)
         if cfg.ray.address:
-            ray.init(address=cfg.ray.address, **kwargs)
+            ray.init(address=cfg.ray.address, runtime_env={"env_vars": env}, **kwargs)
         else:
-            ray.init(num_cpus=cfg.ray.num_cpus,
-                     object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
+            with _environ(env):
+                ray.init(num_cpus=cfg.ray.num_cpus,
+                         object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress
     ctx.print_on_execution_start = False
@@ -163,18 +190,36 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
     return ray
 
 
-def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str) -> Iterator[dict]:
+def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str, pool: list | None = None) -> Iterator[dict]:
     """Stream rows through the steps on Ray; every stage reports the rows it works on to the crash journal actor
     named ``journal`` (engine/crashes.py). Yields one write result per finished row. When every step runs in one
-    fused CPU actor (the default without GPUs), a plain pool of those actors; with GPU stages, Ray Data operators."""
+    fused CPU actor (the default without GPUs), a plain pool of those actors (``pool``, from ``start_pool``, or
+    new ones); with GPU stages, Ray Data operators. The pool's actors are stopped when the rows are done."""
     from human_motion.config import to_dict
 
-    config = to_dict(cfg)
     groups = operators(cfg, cfg.steps())
     if len(groups) == 1:
-        yield from run_actor_pool(config, groups[0], rows, out, journal, cfg.ray.max_retries)
+        pool = pool or _pool_actors(to_dict(cfg), groups[0], out, journal, cfg.ray.max_retries)
+        yield from run_actor_pool(pool, groups[0][1]["batch_size"], rows)
     else:
-        yield from run_ray_data(config, groups, rows, out, journal, cfg.ray.max_retries)
+        yield from run_ray_data(to_dict(cfg), groups, rows, out, journal, cfg.ray.max_retries)
+
+
+def start_pool(cfg: BuildConfig, out: str, journal: str) -> list | None:
+    """The plain pool's actors, started now so that they import and load their models while the driver does other
+    work (reading the sources, starting the journal and the assembler); None when the steps need Ray Data."""
+    from human_motion.config import to_dict
+
+    groups = operators(cfg, cfg.steps())
+    return _pool_actors(to_dict(cfg), groups[0], out, journal, cfg.ray.max_retries) if len(groups) == 1 else None
+
+
+def stop_actors(actors: list | None) -> None:
+    """Kill ``actors`` (a pool, or the journal and assembler at the end of a build); a dead one is no error."""
+    import ray
+
+    for a in actors or ():
+        ray.kill(a)
 
 
 def _runner_class(group: list[type[Stage]]) -> type:
@@ -182,11 +227,7 @@ def _runner_class(group: list[type[Stage]]) -> type:
     return type(name or "select", (RayStepRunner,), {})  # Ray names the actors after the class
 
 
-def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journal: str,
-                   retries: int) -> Iterator[dict]:
-    """One operator: ``concurrency`` actors, each sent ``batch_size`` rows a call and at most two calls at a time
-    (clips differ in cost, 1 to 4 windows: a deep queue leaves one actor with the long tail). Ray Data's own
-    actors (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+def _pool_actors(config: dict, group: tuple, out: str, journal: str, retries: int) -> list:
     import ray
 
     steps, res = group
@@ -194,8 +235,16 @@ def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journa
               "threads": max(1, int(res["num_cpus"]))}
     actor = ray.remote(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_restarts=retries,
                        max_task_retries=retries)(_runner_class(steps))
-    pool = [actor.remote(**kwargs) for _ in range(res["concurrency"])]
-    todo = [batch_from_rows(rows[i:i + res["batch_size"]]) for i in range(0, len(rows), res["batch_size"])]
+    return [actor.remote(**kwargs) for _ in range(res["concurrency"])]
+
+
+def run_actor_pool(pool: list, batch_size: int, rows: list[Row]) -> Iterator[dict]:
+    """One operator on ``pool``: each actor is sent ``batch_size`` rows a call and at most two calls at a time
+    (clips differ in cost, 1 to 4 windows: a deep queue leaves one actor with the long tail). Ray Data's own
+    actors (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+    import ray
+
+    todo = [batch_from_rows(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
     todo.reverse()
     in_flight: dict = {}
     load = [0] * len(pool)
@@ -210,8 +259,7 @@ def run_actor_pool(config: dict, group: tuple, rows: list[Row], out: str, journa
                 load[in_flight.pop(ref)] -= 1
                 yield from _results(ray.get(ref))
     finally:
-        for a in pool:
-            ray.kill(a)
+        stop_actors(pool)
 
 
 def _results(batch: dict) -> Iterator[dict]:
