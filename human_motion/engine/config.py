@@ -38,7 +38,8 @@ class SinkConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
-    address: str | None = None  # None: start Ray in this process; "auto" or host:port joins a cluster; local: no Ray
+    # None: join RAY_ADDRESS if set, else start a Ray here; "auto" or host:port: join that Ray; local: no Ray.
+    address: str | None = None
     num_cpus: int | None = None  # for the in-process Ray; None: all cores
     object_store_memory_mb: int | None = None
     # Stages with no GPU share one actor (decode ... encode in one call, no hand-over between processes); each

@@ -163,9 +163,11 @@ def _environ(values: dict[str, str]):
 
 
 def init_ray(cfg: BuildConfig, verbose: bool = False):
-    """Join the cluster at ``ray.address``, or start Ray in this process; Ray's own logging quiet unless verbose.
+    """Join the Ray at ``ray.address`` (or at ``RAY_ADDRESS``, as under ``ray job submit``), or else start a Ray of
+    this build's own, even where a ``ray start`` one runs (join that with ``ray.address: auto``); Ray's own logging
+    quiet unless verbose.
 
-    A cluster's workers get the environment as a runtime environment. A Ray started here does without one: its
+    A joined Ray's workers get the environment as a runtime environment. A Ray started here does without one: its
     workers are children of its raylet, which inherits this process's environment at ``ray.init``, and a runtime
     environment would keep the workers Ray starts ahead from serving the build's actors (a second more to the
     first actor on 2 cores)."""
@@ -175,11 +177,12 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
         env = worker_environment(verbose)
         kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True,
                       logging_level=logging.INFO if verbose else logging.ERROR)
-        if cfg.ray.address:
-            ray.init(address=cfg.ray.address, runtime_env={"env_vars": env}, **kwargs)
+        address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
         else:
             with _environ(env):
-                ray.init(num_cpus=cfg.ray.num_cpus,
+                ray.init(address="local", num_cpus=cfg.ray.num_cpus,
                          object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.ray.progress
