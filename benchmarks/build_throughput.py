@@ -72,7 +72,8 @@ def hm_build(clips: pathlib.Path, out: pathlib.Path, *sets: str) -> subprocess.P
            "--set", "sources.folder.options.images=false", "--set", "progress=off"]
     for item in sets:
         cmd += ["--set", item]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # set by this process's own ray.init
+    # Its Ray is the one ``sets`` ask for (a Ray of its own by default), never one named in this shell's RAY_ADDRESS.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=dict(env, PYTHONPATH=str(REPO)))
 

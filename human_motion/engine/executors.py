@@ -202,8 +202,8 @@ def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str, pool: lis
 
     groups = operators(cfg, cfg.steps())
     if len(groups) == 1:
-        pool = pool or _pool_actors(to_dict(cfg), groups[0], out, journal, cfg.ray.max_retries)
-        yield from run_actor_pool(pool, groups[0][1]["batch_size"], rows)
+        yield from run_actor_pool(pool or _pool_actors(cfg, groups[0], out, journal), groups[0][1]["batch_size"],
+                                  rows)
     else:
         yield from run_ray_data(to_dict(cfg), groups, rows, out, journal, cfg.ray.max_retries)
 
@@ -211,10 +211,8 @@ def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str, pool: lis
 def start_pool(cfg: BuildConfig, out: str, journal: str) -> list | None:
     """The plain pool's actors, started now so that they import and load their models while the driver does other
     work (reading the sources, starting the journal and the assembler); None when the steps need Ray Data."""
-    from human_motion.config import to_dict
-
     groups = operators(cfg, cfg.steps())
-    return _pool_actors(to_dict(cfg), groups[0], out, journal, cfg.ray.max_retries) if len(groups) == 1 else None
+    return _pool_actors(cfg, groups[0], out, journal) if len(groups) == 1 else None
 
 
 def stop_actors(actors: list | None) -> None:
@@ -230,12 +228,16 @@ def _runner_class(group: list[type[Stage]]) -> type:
     return type(name or "select", (RayStepRunner,), {})  # Ray names the actors after the class
 
 
-def _pool_actors(config: dict, group: tuple, out: str, journal: str, retries: int) -> list:
+def _pool_actors(cfg: BuildConfig, group: tuple, out: str, journal: str) -> list:
+    """The ``concurrency`` actors of one operator (``group``: its steps and resources), started at once."""
     import ray
 
+    from human_motion.config import to_dict
+
     steps, res = group
-    kwargs = {"config": config, "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal, "out": out,
-              "threads": max(1, int(res["num_cpus"]))}
+    kwargs = {"config": to_dict(cfg), "step_ids": [DATAFLOW.index(s) for s in steps], "journal": journal,
+              "out": out, "threads": max(1, int(res["num_cpus"]))}
+    retries = cfg.ray.max_retries
     actor = ray.remote(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_restarts=retries,
                        max_task_retries=retries)(_runner_class(steps))
     return [actor.remote(**kwargs) for _ in range(res["concurrency"])]
