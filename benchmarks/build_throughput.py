@@ -33,6 +33,7 @@ from human_motion.config import load_config  # noqa: E402
 from human_motion.console import filtered_stderr  # noqa: E402
 from human_motion.engine.build import build  # noqa: E402
 from human_motion.engine.config import BuildConfig  # noqa: E402
+from human_motion.engine.executors import stop_ray  # noqa: E402
 from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
 from human_motion.sources.folder import FolderSource  # noqa: E402
 
@@ -60,9 +61,7 @@ def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict]:
     with filtered_stderr():  # as hm build's console: native libraries' log lines dropped
         summary = build(cfg, out)
     if cfg.ray.address != "local":
-        import ray
-
-        ray.shutdown()  # part of what a Ray build costs, as hm build pays it
+        stop_ray()  # part of what a Ray build costs, as hm build pays it
     return time.perf_counter() - start, summary
 
 

@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _shutdown_ray() -> None:
     """Stop the Ray this process started before the interpreter exits (its threads must not outlive it)."""
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    if "ray" in sys.modules:
+        from human_motion.engine.executors import stop_ray
+
+        stop_ray()

@@ -53,3 +53,25 @@ def test_a_joined_ray_gets_the_environment_as_a_runtime_environment(recorded_ini
     assert call["address"] == "10.1.2.3:6379" and "num_cpus" not in call
     env = call["runtime_env"]["env_vars"]
     assert env["HM_QUIET_NATIVE"] == "0" and "HF_HUB_OFFLINE" in env and env["PYTHONPATH"]
+
+
+def test_stop_ray_stops_every_process_of_a_ray_started_here():
+    """The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
+    the build's Ray started is gone afterwards, and a second call is no error."""
+    import ray
+
+    from human_motion.engine.executors import stop_ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray from an earlier test is still up in this process")
+    init_ray(load_config(BuildConfig, None, ["ray.num_cpus=1"]))
+    node = ray._private.worker._global_node
+    procs = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
+    assert procs.get("monitor") and procs.get("raylet")  # what this test is about exists in this Ray version
+    stop_ray()
+    assert not ray.is_initialized()
+    for kind, ps in procs.items():
+        for p in ps:
+            assert p.poll() is not None, f"{kind} still running"
+    assert procs["monitor"][0].returncode == -9  # killed, not waited on
+    stop_ray()
