@@ -41,10 +41,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "data" / "dev"
 
 
-def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int]:
-    """Seconds to decode the sampled frames of every window of every clip, and the number of windows."""
+def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int, float]:
+    """Seconds to decode the sampled frames of every window of every clip, the number of windows, and the CPU
+    seconds this process spent on it (every thread)."""
     d = cfg.decode
     windows = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     for path in paths:
         with open_video(path) as container:
@@ -53,16 +55,19 @@ def decode_only(cfg: BuildConfig, paths: list[str]) -> tuple[float, int]:
             flat = [t for w in times for t in w]
             n = sum(1 for _ in iter_sampled_frames(container, 0.0, flat))
         windows += n // d.num_frames
-    return time.perf_counter() - start, windows
+    return time.perf_counter() - start, windows, time.process_time() - cpu
 
 
-def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict]:
+def timed_build(cfg: BuildConfig, out: str) -> tuple[float, dict, float]:
+    """Wall seconds, the summary, and this process's CPU seconds (all that an in-process build burns; for a Ray
+    build only the driver's)."""
+    cpu = time.process_time()
     start = time.perf_counter()
     with filtered_stderr():  # as hm build's console: native libraries' log lines dropped
         summary = build(cfg, out)
     if cfg.ray.address != "local":
         stop_ray()  # part of what a Ray build costs, as hm build pays it
-    return time.perf_counter() - start, summary
+    return time.perf_counter() - start, summary, time.process_time() - cpu
 
 
 def hm_build(clips: pathlib.Path, out: pathlib.Path, *sets: str) -> subprocess.Popen:
@@ -144,26 +149,34 @@ def main() -> None:
     paths = [s.path for s in FolderSource("folder", cfg.sources["folder"], root).specs() if not s.reject_reason]
     print(f"clips: {len(paths)} videos from {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
-    decode_s, windows = decode_only(cfg, paths)
-    print(f"decode-only:    {decode_s:7.2f} s   {len(paths) / decode_s:6.2f} clips/s   {windows / decode_s:6.2f} windows/s")
-    results = {"clips": len(paths), "windows": windows, "decode_only_s": decode_s}
-    local_s, ray_s = [], []
+    decode_s, windows, decode_cpu = decode_only(cfg, paths)
+    print(f"decode-only:    {decode_s:7.2f} s   {len(paths) / decode_s:6.2f} clips/s   {windows / decode_s:6.2f} windows/s"
+          f"   CPU {decode_cpu:.2f} s")
+    results = {"clips": len(paths), "windows": windows, "decode_only_s": decode_s, "decode_only_cpu_s": decode_cpu}
+    local_s, local_cpu, ray_s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
-            seconds, summary = timed_build(cfg, f"{tmp}/local{i}")
+            seconds, summary, cpu = timed_build(cfg, f"{tmp}/local{i}")
             local_s.append(seconds)
+            local_cpu.append(cpu)
             if args.ray:  # interleaved, so both see the same machine load
                 ray_cfg = load_config(BuildConfig, None, [f"ray.address={args.ray_address or 'null'}"], base=base)
                 ray_s.append(timed_build(ray_cfg, f"{tmp}/ray{i}")[0])
         build_s = statistics.median(local_s)
         print(f"build (local):  {build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
               f"{summary['samples'] / build_s:6.2f} samples/s   ratio decode-only/build = {decode_s / build_s:.3f}")
+        # Wall time moves with the machine's load (decoding gains more from an idle machine than the build does);
+        # CPU seconds (all threads of this process) are the steadier measure of the work done.
+        build_cpu = statistics.median(local_cpu)
+        print(f"CPU seconds:    decode-only {decode_cpu:.2f} s, build {build_cpu:.2f} s, "
+              f"ratio decode-only/build = {decode_cpu / build_cpu:.3f}")
         stages = summary["stage_seconds"]
         total = sum(v for k, v in stages.items() if "." not in k)
         print("where the time goes (worker seconds, share of the build's stage time):")
         for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
             print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")
         results.update(build_local_s=build_s, build_local_runs=local_s, samples=summary["samples"],
+                       build_local_cpu_s=build_cpu, ratio_cpu_decode_over_build=decode_cpu / build_cpu,
                        stage_seconds=stages, ratio_decode_over_build=decode_s / build_s)
         if args.ray:
             median_ray = statistics.median(ray_s)
