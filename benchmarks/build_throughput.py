@@ -141,10 +141,14 @@ def main() -> None:
     ap.add_argument("--ray-address", default=None,
                     help="join this running Ray (e.g. auto, after `ray start --head`) instead of starting Ray in "
                          "each Ray build")
+    ap.add_argument("--local-threads", type=int, default=None,
+                    help="threads of the in-process build (ray.local_threads; default: the config's)")
     args = ap.parse_args()
     root = pathlib.Path(args.clips)
     base = {"sources": {"folder": {"root": str(root), "options": {"images": False}}},
             "ray": {"address": "local"}, "sink": {"clips_per_shard": 4}, "progress": "off"}
+    if args.local_threads:
+        base["ray"]["local_threads"] = args.local_threads
     cfg = load_config(BuildConfig, None, [], base=base)
     paths = [s.path for s in FolderSource("folder", cfg.sources["folder"], root).specs() if not s.reject_reason]
     print(f"clips: {len(paths)} videos from {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -163,7 +167,8 @@ def main() -> None:
                 ray_cfg = load_config(BuildConfig, None, [f"ray.address={args.ray_address or 'null'}"], base=base)
                 ray_s.append(timed_build(ray_cfg, f"{tmp}/ray{i}")[0])
         build_s = statistics.median(local_s)
-        print(f"build (local):  {build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
+        print(f"build (local, {cfg.ray.local_threads} thread{'s' if cfg.ray.local_threads > 1 else ''}): "
+              f"{build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
               f"{summary['samples'] / build_s:6.2f} samples/s   ratio decode-only/build = {decode_s / build_s:.3f}")
         # Wall time moves with the machine's load (decoding gains more from an idle machine than the build does);
         # CPU seconds (all threads of this process) are the steadier measure of the work done.
@@ -176,6 +181,7 @@ def main() -> None:
         for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
             print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")
         results.update(build_local_s=build_s, build_local_runs=local_s, samples=summary["samples"],
+                       local_threads=cfg.ray.local_threads,
                        build_local_cpu_s=build_cpu, ratio_cpu_decode_over_build=decode_cpu / build_cpu,
                        stage_seconds=stages, ratio_decode_over_build=decode_s / build_s)
         if args.ray:
@@ -189,7 +195,8 @@ def main() -> None:
             cmd_local, cmd_ray = [], []
             for i in range(args.repeat):
                 cmd_local.append(command_seconds(root, pathlib.Path(tmp) / f"cl{i}", "ray.address=local",
-                                                 "sink.clips_per_shard=4"))
+                                                 "sink.clips_per_shard=4",
+                                                 f"ray.local_threads={cfg.ray.local_threads}"))
                 cmd_ray.append(command_seconds(root, pathlib.Path(tmp) / f"cr{i}", "sink.clips_per_shard=4",
                                                *([f"ray.address={args.ray_address}"] if args.ray_address else [])))
             cl, cr = statistics.median(cmd_local), statistics.median(cmd_ray)

@@ -48,10 +48,14 @@ class RayConfig:
     cpu_actors: int | None = None  # actors of the fused CPU pool; None: one per CPU Ray sees, minus GPU stages'
     max_retries: int = 3  # restarts of a crashed actor and retries of its task; then its clip is quarantined
     progress: bool = False  # Ray Data's own operator progress bars (hm build shows its own)
+    # Without Ray (address: local): clips worked on at once in this process, each thread with its own models
+    # (~250 MB each); 2 is 1.3x faster than 1 on 2 cores. No crash quarantine without Ray.
+    local_threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0 or (self.cpu_actors is not None and self.cpu_actors < 1):
-            raise ConfigError("ray.max_retries must be >= 0 and ray.cpu_actors >= 1 (or null)")
+        if self.max_retries < 0 or (self.cpu_actors is not None and self.cpu_actors < 1) or self.local_threads < 1:
+            raise ConfigError("ray.max_retries must be >= 0, ray.cpu_actors >= 1 (or null) and ray.local_threads "
+                              ">= 1")
 
 
 @dataclasses.dataclass

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import os
 import pathlib
+import queue
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -94,15 +96,76 @@ class RayStepRunner(StepRunner):
 
 
 def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iterator:
-    """The steps in this process, one clip at a time; yields finished rows, or write results with ``out``."""
+    """The steps in this process; yields finished rows, or write results with ``out``.
+
+    ``ray.local_threads`` clips at a time, each thread with a ``StepRunner`` of its own (no model is shared between
+    threads; the decoders and models release the GIL, so two threads are ~1.3x faster on 2 cores). Results come in
+    the order clips finish, as on Ray; the samples do not depend on which thread ran a clip."""
+    threads = max(1, min(cfg.ray.local_threads, len(rows)))
+    if threads == 1:
+        runner = _local_runner(cfg, out)
+        try:
+            for row in rows:
+                yield from _finish(runner, row)
+        finally:
+            runner.close()
+        return
+    yield from _run_threads(cfg, rows, out, threads)
+
+
+def _local_runner(cfg: BuildConfig, out: str | None) -> StepRunner:
     steps = cfg.steps()
-    runner = StepRunner(steps, [cfg.section(s) for s in steps], out=out)
+    return StepRunner(steps, [cfg.section(s) for s in steps], out=out)
+
+
+def _finish(runner: StepRunner, row: Row) -> list:
+    done = runner.run([row])
+    return [runner.writer(r) for r in done] if runner.writer else done
+
+
+def _run_threads(cfg: BuildConfig, rows: list[Row], out: str | None, threads: int) -> Iterator:
+    """``run_local`` with ``threads`` worker threads taking clips from one queue. An error in one stops the others
+    after their current clip and is raised here; so is a stop of this generator (Ctrl-C), which waits for them."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for row in rows:
+        todo.put(row)
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        runner = None
+        try:
+            runner = _local_runner(cfg, out)
+            while not stop.is_set():
+                try:
+                    row = todo.get_nowait()
+                except queue.Empty:
+                    break
+                done.put(("rows", _finish(runner, row)))
+        except BaseException as e:  # noqa: BLE001 - handed to the generator, which raises it
+            done.put(("error", e))
+        finally:
+            if runner is not None:
+                runner.close()
+            done.put(("exit", None))
+
+    workers = [threading.Thread(target=work, name=f"hm-build-{i}", daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
     try:
-        for row in rows:
-            done = runner.run([row])
-            yield from ([runner.writer(r) for r in done] if runner.writer else done)
+        running = threads
+        while running:
+            kind, value = done.get()
+            if kind == "exit":
+                running -= 1
+            elif kind == "error":
+                raise value
+            else:
+                yield from value
     finally:
-        runner.close()
+        stop.set()
+        for w in workers:
+            w.join()
 
 
 def operators(cfg: BuildConfig, steps: list[type[Stage]]) -> list[tuple[list[type[Stage]], dict]]:

@@ -214,7 +214,7 @@ def test_parts_of_a_killed_run_are_reused_and_nothing_is_doubled(demo_build, tmp
     import shutil
 
     out = tmp_path / "k"
-    cfg = small_build_config()
+    cfg = small_build_config(**{"ray.local_threads": 1})  # one clip at a time: which rows came first is known
     from human_motion.engine import executors
     from human_motion.engine.build import build
 
