@@ -167,7 +167,8 @@ def main() -> None:
                 ray_cfg = load_config(BuildConfig, None, [f"ray.address={args.ray_address or 'null'}"], base=base)
                 ray_s.append(timed_build(ray_cfg, f"{tmp}/ray{i}")[0])
         build_s = statistics.median(local_s)
-        print(f"build (local, {cfg.ray.local_threads} thread{'s' if cfg.ray.local_threads > 1 else ''}): "
+        threads = cfg.ray.in_process_threads()
+        print(f"build (local, {threads} thread{'s' if threads > 1 else ''}): "
               f"{build_s:7.2f} s   {len(paths) / build_s:6.2f} clips/s   "
               f"{summary['samples'] / build_s:6.2f} samples/s   ratio decode-only/build = {decode_s / build_s:.3f}")
         # Wall time moves with the machine's load (decoding gains more from an idle machine than the build does);
@@ -181,7 +182,7 @@ def main() -> None:
         for k, v in sorted(stages.items(), key=lambda kv: -kv[1]):
             print(f"  {k:14s} {v:7.2f} s  {100 * v / total:5.1f}%")
         results.update(build_local_s=build_s, build_local_runs=local_s, samples=summary["samples"],
-                       local_threads=cfg.ray.local_threads,
+                       local_threads=threads,
                        build_local_cpu_s=build_cpu, ratio_cpu_decode_over_build=decode_cpu / build_cpu,
                        stage_seconds=stages, ratio_decode_over_build=decode_s / build_s)
         if args.ray:
@@ -196,7 +197,7 @@ def main() -> None:
             for i in range(args.repeat):
                 cmd_local.append(command_seconds(root, pathlib.Path(tmp) / f"cl{i}", "ray.address=local",
                                                  "sink.clips_per_shard=4",
-                                                 f"ray.local_threads={cfg.ray.local_threads}"))
+                                                 f"ray.local_threads={cfg.ray.in_process_threads()}"))
                 cmd_ray.append(command_seconds(root, pathlib.Path(tmp) / f"cr{i}", "sink.clips_per_shard=4",
                                                *([f"ray.address={args.ray_address}"] if args.ray_address else [])))
             cl, cr = statistics.median(cmd_local), statistics.median(cmd_ray)

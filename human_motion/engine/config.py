@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Literal
 
 from human_motion.config import ConfigError
@@ -49,13 +50,19 @@ class RayConfig:
     max_retries: int = 3  # restarts of a crashed actor and retries of its task; then its clip is quarantined
     progress: bool = False  # Ray Data's own operator progress bars (hm build shows its own)
     # Without Ray (address: local): clips worked on at once in this process, each thread with its own models
-    # (~250 MB each); 2 is 1.3x faster than 1 on 2 cores. No crash quarantine without Ray.
-    local_threads: int = 2
+    # (~250 MB each); 2 is 1.3x faster than 1 on 2 cores. None: 2 (1 on a one-core machine). No crash quarantine
+    # without Ray.
+    local_threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0 or (self.cpu_actors is not None and self.cpu_actors < 1) or self.local_threads < 1:
+        at_least_one = (self.cpu_actors, self.local_threads)
+        if self.max_retries < 0 or any(n is not None and n < 1 for n in at_least_one):
             raise ConfigError("ray.max_retries must be >= 0, ray.cpu_actors >= 1 (or null) and ray.local_threads "
-                              ">= 1")
+                              ">= 1 (or null)")
+
+    def in_process_threads(self) -> int:
+        """Threads of a build without Ray: ``local_threads``, else 2 (1 on a one-core machine)."""
+        return self.local_threads or min(2, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass

@@ -101,7 +101,7 @@ def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iter
     ``ray.local_threads`` clips at a time, each thread with a ``StepRunner`` of its own (no model is shared between
     threads; the decoders and models release the GIL, so two threads are ~1.3x faster on 2 cores). Results come in
     the order clips finish, as on Ray; the samples do not depend on which thread ran a clip."""
-    threads = max(1, min(cfg.ray.local_threads, len(rows)))
+    threads = max(1, min(cfg.ray.in_process_threads(), len(rows)))
     if threads == 1:
         runner = _local_runner(cfg, out)
         try:
