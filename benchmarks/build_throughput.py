@@ -197,7 +197,7 @@ def main() -> None:
             for i in range(args.repeat):
                 cmd_local.append(command_seconds(root, pathlib.Path(tmp) / f"cl{i}", "ray.address=local",
                                                  "sink.clips_per_shard=4",
-                                                 f"ray.local_threads={cfg.ray.in_process_threads()}"))
+                                                 f"ray.local_threads={threads}"))
                 cmd_ray.append(command_seconds(root, pathlib.Path(tmp) / f"cr{i}", "sink.clips_per_shard=4",
                                                *([f"ray.address={args.ray_address}"] if args.ray_address else [])))
             cl, cr = statistics.median(cmd_local), statistics.median(cmd_ray)

@@ -15,6 +15,7 @@ import logging
 import os
 import pathlib
 import queue
+import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -102,7 +103,7 @@ def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iter
     threads; the decoders and models release the GIL, so two threads are ~1.3x faster on 2 cores). Results come in
     the order clips finish, as on Ray; the samples do not depend on which thread ran a clip."""
     threads = max(1, min(cfg.ray.in_process_threads(), len(rows)))
-    if threads == 1:
+    if threads == 1:  # in this thread: a stop after N results leaves nothing running ahead of the consumer
         runner = _local_runner(cfg, out)
         try:
             for row in rows:
@@ -269,7 +270,8 @@ def stop_ray() -> None:
     for info in (getattr(node, "all_processes", None) or {}).get("monitor", ()):
         if info.process.poll() is None:
             info.process.kill()
-            info.process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stuck in the kernel: shutdown reaps it later
+                info.process.wait(timeout=5)
     ray.shutdown()
 
 
