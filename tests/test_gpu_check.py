@@ -105,7 +105,9 @@ def test_model_sections_time_every_variant(dry_run):
 def test_pytest_gpu_counts_and_the_markdown_table(dry_run):
     _, report, markdown = dry_run
     tests = report["sections"]["pytest_gpu"]["data"]
-    assert tests["exit_code"] == 0 and tests["counts"]["skipped"] == 2 and tests["counts"]["failed"] == 0
+    # RAFT's two and generation's one, collected with PyAV, dlib and Ray unimportable as on the GPU machine.
+    assert tests["exit_code"] == 0 and tests["counts"]["skipped"] == 3 and tests["counts"]["failed"] == 0
+    assert "tests/model/test_generate_gpu.py" in tests["command"]
     assert "| section | measurement | value | notes |" in markdown
     for name in report["sections"]:
         assert f"| {name} |" in markdown

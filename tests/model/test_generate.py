@@ -184,28 +184,6 @@ def test_cuda_falls_back_to_the_cpu_in_fp32(monkeypatch, capsys):
     assert resolve_device("auto", "auto") == ("cuda", torch.float16)
 
 
-@pytest.mark.gpu
-def test_fp16_and_model_cpu_offload_on_a_gpu(run_dir):
-    """fp16 on the GPU, and model CPU offload giving the same frames (up to fp16 noise). Not run without CUDA."""
-    import torch
-
-    from human_motion.model.generate import load_pipeline
-    from human_motion.model.sampling import frames_to_uint8
-
-    ref = None
-    frames = {}
-    for offload in (False, True):
-        pipe = load_pipeline(str(run_dir), "cuda", "fp16", cpu_offload=offload)
-        pipe.set_progress_bar_config(disable=True)
-        assert pipe.dtype == torch.float16
-        ref = ref or pipe.prepare_reference(astronaut())
-        out = pipe(reference_face=ref, prompt="a man", action="smiling", intensity=5.0, height=64, width=64,
-                   num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
-        frames[offload] = frames_to_uint8(out.frames[0])
-        assert frames[offload].shape == (4, 64, 64, 3)
-    assert np.abs(frames[True].astype(int) - frames[False]).max() <= 2
-
-
 def test_a_save_pretrained_folder_is_a_checkpoint_too(run_dir, photos, tmp_path):
     """`--checkpoint` takes a folder of save_pretrained: the same video as from the run folder, byte for byte."""
     from human_motion.model.sampling import MotionCharacterPipeline
