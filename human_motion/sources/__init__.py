@@ -27,8 +27,9 @@ REGISTRY: dict[str, str] = {
     "aahq": "human_motion.sources.aahq:AAHQSource",
 }
 
-# Rows for files that are not media at all (a README beside the videos): recorded, but not counted by ``limit``.
-NOT_MEDIA = {"unsupported_file"}
+# Rows for files that are not media at all (a README beside the videos), or media the source's options leave out:
+# recorded, but not counted by ``limit``.
+NOT_MEDIA = {"unsupported_file", "image_excluded"}
 
 # Sources that need no root (they make their own media).
 ROOTLESS = {"demo"}

@@ -2,7 +2,8 @@
 
 Every video file is a clip (the whole file); every image is a static sample (intensity 0). The clip id is the path
 relative to the root, so unicode and spaces are kept as they are; files of other types, folders named like media
-(``x.mp4/``), links out of the root, dangling links and FIFOs are recorded as rejections (see ``_common.walk``).
+(``x.mp4/``), links out of the root, dangling links and FIFOs are recorded as rejections (see ``_common.walk``);
+with ``images: false`` each image is a row too (``image_excluded``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class FolderSource:
         elif ext in IMAGE_EXTENSIONS:
             if self.include_images:
                 yield ClipSpec(self.name, rel, str(path), static=True)
+            else:  # left out as asked, but still accounted for: every file of the tree is a sample or a row
+                yield ClipSpec(self.name, rel, str(path), reject_reason="image_excluded",
+                               reject_detail=f"an image, and sources.{self.name}.options.images is false")
         else:
             yield ClipSpec(self.name, rel, str(path), reject_reason="unsupported_file",
                            reject_detail=f"extension {ext or '(none)'!r} is neither a video nor an image")

@@ -88,3 +88,24 @@ def test_aahq_build_gives_static_zero_intensity_samples(tmp_path):
     for s in samples.values():
         assert s["static"] and s["intensity"] == 0.0
         assert "stylised artwork" in s["description"]
+
+
+def test_folder_without_images_rows_each_image_and_limits_videos_only(tmp_path):
+    """``images: false`` leaves the images out of the build, each with a row naming the option; ``limit`` counts
+    only what the build reads."""
+    from human_motion.sources import collect_specs
+
+    root = tmp_path / "media"
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    write_face_image(root / "photos" / "p1.png")
+    write_face_image(root / "photos" / "p2.jpg")
+    specs = {s.clip_id: s for s in collect_specs(
+        {"folder": SourceConfig(root=str(root), limit=2, options={"images": False})}, tmp_path)}
+    assert set(specs) == {"a.mp4", "b.mp4", "photos/p1.png", "photos/p2.jpg"}
+    assert specs["a.mp4"].reject_reason is None and not specs["a.mp4"].static
+    assert specs["photos/p1.png"].reject_reason == "image_excluded"
+    assert "sources.folder.options.images is false" in specs["photos/p2.jpg"].reject_detail
+    with_images = {s.clip_id: s for s in collect_specs({"folder": SourceConfig(root=str(root))}, tmp_path)}
+    assert with_images["photos/p1.png"].static and with_images["photos/p1.png"].reject_reason is None
