@@ -16,6 +16,7 @@ import io
 import math
 import os
 import pathlib
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -224,8 +225,11 @@ def image_header(data: bytes | np.ndarray, name: str = "") -> tuple[int, int, Or
                         orientation = Orientation.from_exif(im.getexif().get(0x0112))
                     except Exception:  # noqa: BLE001 - broken EXIF: viewers show the pixels as stored
                         pass
-        except Image.DecompressionBombError as e:
-            raise MediaError("image_too_large", f"{name}: {e}") from None
+        except Image.DecompressionBombError as e:  # Pillow's own cap (~179 Mpx) fires before our side check
+            pixels = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"
+            raise MediaError("image_too_large", f"{name}: {size} by its header, over decode.image_max_side_px; "
+                                                "refused before decoding") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
             kind = content_kind(head)
             detail = f"{name} is {kind}, not an image" if kind and not kind.endswith("image") else f"{name}: {e}"
