@@ -171,38 +171,38 @@ class TrainStep:
         return params, torch.optim.AdamW(params, lr=self.cfg.optim.learning_rate)
 
     def step(self, variant: str, batch: dict, params, optimizer) -> float:
-        from human_motion.model.components import encode_text, encode_video
-        from human_motion.model.conditioning import encode_conditions
-        from human_motion.model.losses import region_aware_loss, region_weights
-        from human_motion.model.noise import video_noise
-        from human_motion.model.train import id_loss
-        from human_motion.model.validation import target_for
+        """``hm train``'s step (``train.compute_loss``, backward, clipping, AdamW) at a fixed timestep; ``bare``
+        predicts from the text alone with the same region-aware loss (the frozen condition encoders still run, their
+        other outputs unused, so the variants differ by the adapters' trainable part and the ID loss)."""
+        from human_motion.model.train import compute_loss
 
         c, cfg, device = self.c, self.cfg, self.device
         gen = torch.Generator(device).manual_seed(0)
-        latents = encode_video(c.vae, batch["pixel_values"].to(device), generator=gen).float()  # (b, c, f, h, w)
-        noise = video_noise(latents.shape, gen, device, cfg.model.noise_frame_correlation)
-        timesteps = torch.full((latents.shape[0],), ID_TIMESTEP, device=device, dtype=torch.long)
-        noisy = c.noise_scheduler.add_noise(latents, noise, timesteps)
-        # accelerate's mixed precision autocasts the prepared model's forward only, as here.
-        with torch.autocast(device.split(":")[0], dtype=self.dtype, enabled=self.dtype != torch.float32):
-            if variant == "bare":
-                text = encode_text(c.tokenizer, c.text_encoder, batch["text"], c.tokenizer.model_max_length)
-                text = text.to(self.dtype).repeat_interleave(latents.shape[2], dim=0)  # (b * f, 77, d)
-                pred = c.unet(noisy, timesteps, text).sample
-            else:
-                cond = encode_conditions(c, batch, cfg.model.num_action_tokens, device, self.dtype)
-                pred = self.model(noisy, timesteps, **cond)
-        pred = pred.float()
-        weights = region_weights(batch["flow"].to(device), cfg.loss.region_delta, latents.shape[-2:])
-        loss = region_aware_loss(pred, target_for(c.noise_scheduler, latents, noise, timesteps), weights)
-        if variant == "adapters+id":
-            loss = loss + cfg.loss.id_weight * id_loss(c, self.phi, noisy, pred, timesteps, batch, cfg)
+        batch_size = batch["pixel_values"].shape[0]
+        timesteps = torch.full((batch_size,), ID_TIMESTEP, device=device, dtype=torch.long)
+        model = self.bare_forward if variant == "bare" else self.autocast_forward
+        phi = self.phi if variant == "adapters+id" else None
+        loss = compute_loss(c, model, phi, batch, gen, cfg, self.dtype, timesteps=timesteps)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
+
+    def _autocast(self):
+        """accelerate's mixed precision: the prepared model's forward runs under autocast, nothing else does."""
+        return torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def autocast_forward(self, noisy, timesteps, **cond):
+        with self._autocast():
+            return self.model(noisy, timesteps, **cond)
+
+    def bare_forward(self, noisy, timesteps, text_embeds, **_):
+        """AnimateDiff's UNet on the prompt's embeddings only (one copy per frame, as diffusers' motion UNet takes
+        them)."""
+        with self._autocast():
+            text = text_embeds.to(self.dtype).repeat_interleave(noisy.shape[2], dim=0)  # (b * f, 77, d)
+            return self.c.unet(noisy, timesteps, text).sample
 
 
 VARIANTS = ("bare", "adapters", "adapters+id")

@@ -88,13 +88,16 @@ def id_loss(c, face_embedder, noisy_latents, model_pred, timesteps, batch, cfg: 
     return id_consistency_loss(reference, frame_embeds)
 
 
-def compute_loss(c, model, face_embedder, batch: dict, gen: torch.Generator, cfg: TrainConfig, weight_dtype):
-    """One forward pass: encode, add noise, predict, target by prediction_type -> (loss, L_R, L_id) (Eq. 10, 4, 11)."""
+def compute_loss(c, model, face_embedder, batch: dict, gen: torch.Generator, cfg: TrainConfig, weight_dtype,
+                 timesteps: torch.Tensor | None = None):
+    """One forward pass: encode, add noise, predict, target by prediction_type -> (loss, L_R, L_id) (Eq. 10, 4, 11).
+    ``timesteps`` (b,): drawn from ``gen`` unless given (benchmarks fix them)."""
     device = gen.device
     latents = encode_video(c.vae, batch["pixel_values"].to(device), generator=gen).float()  # (b, c, f, h, w)
     noise = video_noise(latents.shape, gen, device, cfg.model.noise_frame_correlation)
-    timesteps = torch.randint(0, c.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                              generator=gen, device=device)
+    if timesteps is None:
+        timesteps = torch.randint(0, c.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
+                                  generator=gen, device=device)
     noisy_latents = c.noise_scheduler.add_noise(latents, noise, timesteps)
     cond = encode_conditions(c, batch, cfg.model.num_action_tokens, device, weight_dtype)
     model_pred = model(noisy_latents, timesteps, **cond).float()  # (b, c, f, h, w)
