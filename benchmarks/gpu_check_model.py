@@ -79,10 +79,8 @@ def adapter_flops(dry_run: bool) -> dict:
     ``MotionCharacterModel`` (adapter tokens + UNet with the adapter's processors) against the bare UNet on text.
 
     Counted on the ``meta`` device: shapes only, no memory and no arithmetic, so the paper's size takes seconds on
-    any machine (the counts equal a CPU run's). Attention runs as SDPA's math path, whose matmuls ptflops counts; the
-    fused kernels a CPU or GPU would pick are invisible to it (``hm model-info`` misses attention that way)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
+    any machine (the counts equal a CPU run's). ``_flops`` runs attention as SDPA's math path, whose matmuls
+    ptflops counts."""
     from human_motion.model.conditioning import MotionCharacterModel
     from human_motion.model.info import _flops
 
@@ -96,12 +94,11 @@ def adapter_flops(dry_run: bool) -> dict:
     t = torch.tensor([500], device=device)
     cond = conditions(cfg, c, 1, device)
     model = MotionCharacterModel(c.unet, c.adapter)
-    with sdpa_kernel(SDPBackend.MATH):
-        with_adapters = _flops(model, [model], {"noisy_latents": latents, "timesteps": t, **cond})
-        c.unet.set_attn_processor(bare_processors(c.unet))
-        text = cond["text_embeds"].repeat_interleave(f, dim=0)
-        bare = _flops(lambda **x: c.unet(**x).sample, [c.unet],
-                      {"sample": latents, "timestep": t, "encoder_hidden_states": text})
+    with_adapters = _flops(model, [model], {"noisy_latents": latents, "timesteps": t, **cond})
+    c.unet.set_attn_processor(bare_processors(c.unet))
+    text = cond["text_embeds"].repeat_interleave(f, dim=0)
+    bare = _flops(lambda **x: c.unet(**x).sample, [c.unet],
+                  {"sample": latents, "timestep": t, "encoder_hidden_states": text})
     return {"config": "train_tiny" if dry_run else "train (random-sd15)", "frames": f, "resolution": r,
             "counted_on": device, "gflops_bare_unet": bare / 1e9, "gflops_with_adapters": with_adapters / 1e9,
             "overhead": with_adapters / bare - 1, "goal": 0.10}

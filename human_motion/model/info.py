@@ -2,8 +2,8 @@
 forward FLOPs of each.
 
 Counts come from the same ``load_components`` the trainer uses (so they match what trains); FLOPs from ptflops'
-``aten`` backend, which counts every matmul/conv the forward really runs (attention included) at the config's
-resolution and frame count, batch 1. ``random-sd15`` gives the paper's sizes without downloading weights.
+``aten`` backend, which counts every matmul/conv the forward runs (attention through SDPA's math path, so its
+matmuls are counted) at the config's resolution and frame count, batch 1. ``random-sd15`` gives the paper's sizes without downloading weights.
 """
 
 from __future__ import annotations
@@ -58,9 +58,12 @@ class _Call(nn.Module):
 
 
 def _flops(fn, modules, inputs: dict) -> int:
+    """Forward FLOPs of ``fn(**inputs)``. Attention runs as SDPA's math path, whose matmuls ptflops counts; the fused
+    kernels PyTorch would otherwise pick (flash, memory-efficient, the CPU's) are single ops it does not know."""
     from ptflops import get_model_complexity_info
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    with torch.no_grad():
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
         macs, _ = get_model_complexity_info(
             _Call(fn, modules), (1,), input_constructor=lambda _: inputs, as_strings=False,
             print_per_layer_stat=False, backend="aten",

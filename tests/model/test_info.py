@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from human_motion.cli import main
 
@@ -36,3 +37,15 @@ def test_help_shows_defaults(capsys):
         main(["model-info", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: train)" in text and "default: parameters only" in text
+
+
+def test_fused_attention_is_counted():
+    """SDPA is one fused op that ptflops does not know unless its math path runs. 8 heads of 1024 tokens x 64 dims:
+    QK^T and the weighted sum are 1024 x 1024 x 64 x 8 multiply-accumulates each, 2 FLOPs a multiply-accumulate."""
+    import torch.nn.functional as F
+
+    from human_motion.model.info import _flops
+
+    q = torch.randn(1, 8, 1024, 64)
+    attention = _flops(lambda q: F.scaled_dot_product_attention(q, q, q), [], {"q": q})
+    assert attention == 2 * 2 * 1024 * 1024 * 64 * 8
