@@ -61,8 +61,7 @@ class Progress:
         self.last_line = time.monotonic()
         elapsed = self.last_line - self.started
         rate = self.clips / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.clips) / rate if rate > 0 else float("nan")
-        eta_text = _fmt_time(eta) if eta == eta else "?"
+        eta_text = _fmt_time((self.total - self.clips) / rate) if rate > 0 else "?"
         print(f"hm build: {self.clips}/{self.total} clips, {self._counts()}, {rate:.2f} clips/s, "
               f"elapsed {_fmt_time(elapsed)}, ETA {eta_text}", file=self.stream, flush=True)
 

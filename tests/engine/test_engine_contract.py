@@ -253,3 +253,26 @@ def test_parts_of_a_killed_run_are_reused_and_nothing_is_doubled(demo_build, tmp
     assert not {clip for _, clip in ran} & {0, 1, 2, 3, 4}  # clips whose parts were written are not run again
     assert _samples(out) == _samples(demo_build)
     shutil.rmtree(out)
+
+
+def test_plain_progress_lines_count_by_stage_and_say_eta(monkeypatch):
+    """Without a terminal: a line at the interval and at the end, with samples, rejects by stage, rate and ETA
+    ("?" before the first clip is done)."""
+    import io
+
+    from human_motion.engine import progress
+
+    clock = iter([0.0, 0.0, 10.0, 10.0, 20.0, 20.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    stream = io.StringIO()
+    p = progress.Progress(4, "auto", stream, interval_s=10.0)  # a StringIO is no terminal: plain lines
+    p._line()  # nothing done yet
+    p.row(True, "encode")
+    p.row(False, "decode")
+    p.clip()  # 10 s in: one clip, so 30 s to go
+    p.close()
+    first, second, last = stream.getvalue().splitlines()
+    assert first.endswith("0.00 clips/s, elapsed 0:00, ETA ?")
+    assert second == ("hm build: 1/4 clips, samples 1, rejects 1 (decode 1), 0.10 clips/s, elapsed 0:10, "
+                      "ETA 0:30")
+    assert last.startswith("hm build: 1/4 clips") and last.endswith("elapsed 0:20, ETA 1:00")
