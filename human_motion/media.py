@@ -228,7 +228,8 @@ def image_header(data: bytes | np.ndarray, name: str = "") -> tuple[int, int, Or
         except Image.DecompressionBombError as e:  # Pillow's own cap (~179 Mpx) fires before our side check
             pixels = re.search(r"\((\d+) pixels\)", str(e))
             size = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"
-            raise MediaError("image_too_large", f"{name}: {size} by its header, over decode.image_max_side_px; "
+            # Neutral words: this header reader serves the build (decode.image_max_side_px) and reference photos.
+            raise MediaError("image_too_large", f"{name}: {size} by its header, more than any image is decoded at; "
                                                 "refused before decoding") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
             kind = content_kind(head)

@@ -3,7 +3,8 @@ forward FLOPs of each.
 
 Counts come from the same ``load_components`` the trainer uses (so they match what trains); FLOPs from ptflops'
 ``aten`` backend, which counts every matmul/conv the forward runs (attention through SDPA's math path, so its
-matmuls are counted) at the config's resolution and frame count, batch 1. ``random-sd15`` gives the paper's sizes without downloading weights.
+matmuls are counted) at the config's resolution and frame count, batch 1. ``random-sd15`` gives the paper's sizes
+without downloading weights.
 """
 
 from __future__ import annotations
