@@ -261,6 +261,8 @@ def generation(dry_run: bool, device: str, deadline: float) -> dict:
     ``from_pretrained`` would initialise 2 billion random weights on the CPU for each variant)."""
     import numpy as np
 
+    from human_motion.config import to_dict
+    from human_motion.model.pipeline_loading import settings_from_run
     from human_motion.model.reference import ReferenceFace
     from human_motion.model.sampling import MotionCharacterPipeline
 
@@ -272,8 +274,7 @@ def generation(dry_run: bool, device: str, deadline: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         c = build_components(cfg, device, tmp)
     pipe = MotionCharacterPipeline(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter,
-                                   c.noise_scheduler, num_frames=cfg.data.num_frames, resolution=cfg.data.resolution,
-                                   face_size=cfg.data.face_size, id_embedding_kind=cfg.model.id_embedding_kind)
+                                   c.noise_scheduler, **settings_from_run(to_dict(cfg), cfg))
     del c
     pipe.set_progress_bar_config(disable=True)
     rng = np.random.default_rng(0)

@@ -12,17 +12,17 @@ import pytest
 @pytest.fixture(scope="module")
 def saved_pipeline(tmp_path_factory) -> str:
     """A save_pretrained folder of the tiny MotionCharacter pipeline (random weights, train_tiny's shapes)."""
-    from human_motion.config import load_config, resolve_config_path
+    from human_motion.config import load_config, resolve_config_path, to_dict
     from human_motion.model.components import load_components
     from human_motion.model.config import TrainConfig
+    from human_motion.model.pipeline_loading import settings_from_run
     from human_motion.model.sampling import MotionCharacterPipeline
 
     cfg = load_config(TrainConfig, resolve_config_path("train_tiny"), ["data.dataset_type=synthetic"])
     work = tmp_path_factory.mktemp("tiny_pipeline")
     c = load_components(cfg.model, work / "parts", cfg.train.seed)
     pipe = MotionCharacterPipeline(c.vae, c.text_encoder, c.tokenizer, c.image_encoder, c.unet, c.adapter,
-                                   c.noise_scheduler, num_frames=cfg.data.num_frames, resolution=cfg.data.resolution,
-                                   face_size=cfg.data.face_size, id_embedding_kind=cfg.model.id_embedding_kind)
+                                   c.noise_scheduler, **settings_from_run(to_dict(cfg), cfg))
     pipe.save_pretrained(work / "saved")
     return str(work / "saved")
 
