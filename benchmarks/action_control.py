@@ -37,17 +37,17 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from motion_recipe import (  # noqa: E402
+from motion_recipe import (
     NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, cpu_seconds, dis, id_kind_of,
     load_pipeline, log, measure, references, save_gif, shard_samples, start, stats, to_uint8, train_runs,
     val_loss_first_last, vae_round_trip, write_base,
 )
 
-from human_motion.eval.motion_kind import KINDS, confusion, motion_kind  # noqa: E402
-from human_motion.sources.demo import ACTION_PHRASES  # noqa: E402
+from human_motion.eval.motion_kind import KINDS, confusion, motion_kind
+from human_motion.sources.demo import ACTION_PHRASES
 
 # The demo's motions and the kinds eval.motion_kind tells apart, in the same order.
 MOTION_OF = dict(zip(KINDS, ("pan", "vertical", "zoom", "rotate")))

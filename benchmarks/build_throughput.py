@@ -29,13 +29,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from human_motion.config import load_config  # noqa: E402
-from human_motion.console import filtered_stderr  # noqa: E402
-from human_motion.engine.build import build  # noqa: E402
-from human_motion.engine.config import BuildConfig  # noqa: E402
-from human_motion.engine.executors import stop_ray  # noqa: E402
-from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times  # noqa: E402
-from human_motion.sources.folder import FolderSource  # noqa: E402
+from human_motion.config import load_config
+from human_motion.console import filtered_stderr
+from human_motion.engine.build import build
+from human_motion.engine.config import BuildConfig
+from human_motion.engine.executors import stop_ray
+from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times
+from human_motion.sources.folder import FolderSource
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "data" / "dev"
@@ -154,8 +154,8 @@ def main() -> None:
     print(f"clips: {len(paths)} videos from {root}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     decode_s, windows, decode_cpu = decode_only(cfg, paths)
-    print(f"decode-only:    {decode_s:7.2f} s   {len(paths) / decode_s:6.2f} clips/s   {windows / decode_s:6.2f} windows/s"
-          f"   CPU {decode_cpu:.2f} s")
+    print(f"decode-only:    {decode_s:7.2f} s   {len(paths) / decode_s:6.2f} clips/s"
+          f"   {windows / decode_s:6.2f} windows/s   CPU {decode_cpu:.2f} s")
     results = {"clips": len(paths), "windows": windows, "decode_only_s": decode_s, "decode_only_cpu_s": decode_cpu}
     local_s, local_cpu, ray_s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,12 +38,13 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from motion_recipe import (  # noqa: E402
-    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, id_kind_of, load_pipeline, log, measure, references,
-    save_gif, shard_samples, start, stats, to_uint8, train_runs, val_loss_first_last, vae_round_trip, write_base,
+from motion_recipe import (
+    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, id_kind_of, load_pipeline, log, measure,
+    references, save_gif, shard_samples, start, stats, to_uint8, train_runs, val_loss_first_last, vae_round_trip,
+    write_base,
 )
 
 

@@ -11,6 +11,7 @@ UNIT before the pipeline, labels multiplied.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -56,8 +57,8 @@ def hm(*args: str, threads: int, log_file: pathlib.Path | None = None, wait: boo
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [sys.executable, "-m", "human_motion.cli", *args]
     log("$ hm " + " ".join(args))
-    out = open(log_file, "w") if log_file else None
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
+    with open(log_file, "w") if log_file else contextlib.nullcontext() as out:  # the child keeps its own copy
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
     if wait and proc.wait():
         raise subprocess.CalledProcessError(proc.returncode, cmd)
     return proc

@@ -24,11 +24,11 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from human_motion.backends.optical_flow import OpenCVFlow, RaftFlow  # noqa: E402
-from human_motion.engine.config import FlowConfig  # noqa: E402
-from human_motion.metrics import compute_flow_intensity, flow_magnitude  # noqa: E402
+from human_motion.backends.optical_flow import OpenCVFlow, RaftFlow
+from human_motion.engine.config import FlowConfig
+from human_motion.metrics import compute_flow_intensity, flow_magnitude
 
 FACE = (0.44, 0.255, 0.195)
 STEP_PX = 6.0  # motion per sampled step at 512

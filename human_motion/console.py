@@ -25,7 +25,7 @@ def filtered_stderr(enabled: bool = True):
     """Drop native libraries' log lines from fd 2 while the block runs; yields a text stream on the real stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
-    console = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    console = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
     if not enabled:
         try:
             yield console

@@ -11,6 +11,7 @@ PyAV, OpenCV and Pillow are imported inside the functions that use them: importi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import math
@@ -92,7 +93,7 @@ def content_kind(head: bytes) -> str | None:
     return None
 
 
-def probe_video(container: "av.container.InputContainer", max_side_px: int = VIDEO_MAX_SIDE_PX,
+def probe_video(container: av.container.InputContainer, max_side_px: int = VIDEO_MAX_SIDE_PX,
                 orientation: bool = True) -> VideoInfo:
     """The first video stream's size, rate, length and codec from the header, checked against ``max_side_px``
     before any frame is decoded. With ``orientation``, the first frame is decoded to read its display matrix
@@ -135,7 +136,7 @@ def _first_frame_orientation(container, stream) -> Orientation:
     return frame_orientation(frame, fallback) if frame is not None else fallback
 
 
-def open_video(path: str, max_side_px: int = VIDEO_MAX_SIDE_PX) -> "av.container.InputContainer":
+def open_video(path: str, max_side_px: int = VIDEO_MAX_SIDE_PX) -> av.container.InputContainer:
     """An open PyAV container whose decoders refuse frames over ``max_side_px`` squared pixels (also while FFmpeg
     probes the stream, which decodes a frame for some codecs). An image under a video name is refused."""
     import av
@@ -172,7 +173,7 @@ def _not_a_video(path: str, error: str) -> str:
 
 
 def iter_sampled_frames(
-    container: "av.container.InputContainer", start_s: float, times_s: list[float]
+    container: av.container.InputContainer, start_s: float, times_s: list[float]
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(i, rgb frame)`` for each requested time: the first decoded frame at or after ``times_s[i]``
     (within half a source frame), turned upright as a player shows it (its display matrix, else the stream's
@@ -221,10 +222,8 @@ def image_header(data: bytes | np.ndarray, name: str = "") -> tuple[int, int, Or
                 (width, height), fmt = im.size, im.format or ""
                 orientation = Orientation()
                 if fmt != "PNG" or "exif" in im.info:
-                    try:
+                    with contextlib.suppress(Exception):  # broken EXIF: viewers show the pixels as stored
                         orientation = Orientation.from_exif(im.getexif().get(0x0112))
-                    except Exception:  # noqa: BLE001 - broken EXIF: viewers show the pixels as stored
-                        pass
         except Image.DecompressionBombError as e:  # Pillow's own cap (~179 Mpx) fires before our side check
             pixels = re.search(r"\((\d+) pixels\)", str(e))
             size = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"

@@ -19,7 +19,7 @@ class Orientation:
     mirrored: bool = False
 
     @classmethod
-    def from_display_matrix(cls, matrix: np.ndarray) -> "Orientation":
+    def from_display_matrix(cls, matrix: np.ndarray) -> Orientation:
         """From FFmpeg's 3x3 display matrix (9 int32, 16.16 fixed point), which maps a stored pixel (x, y), y
         down, to (a x + c y, b x + d y). Angles that are not a multiple of 90 degrees snap to the nearest."""
         a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
@@ -31,7 +31,7 @@ class Orientation:
         return cls(int(round(angle / 90.0)) * 90 % 360, mirrored)
 
     @classmethod
-    def from_exif(cls, tag: Any) -> "Orientation":
+    def from_exif(cls, tag: Any) -> Orientation:
         """From the EXIF Orientation tag (1-8); other values mean upright."""
         return _EXIF.get(tag, cls()) if isinstance(tag, int) else cls()
 

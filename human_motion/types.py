@@ -38,7 +38,7 @@ class ClipSpec:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False, default=_json_default)
 
     @classmethod
-    def from_json(cls, text: str) -> "ClipSpec":
+    def from_json(cls, text: str) -> ClipSpec:
         data = json.loads(text)
         if data.get("span_frames") is not None:
             data["span_frames"] = tuple(data["span_frames"])
@@ -108,7 +108,7 @@ class Row:
         }
 
     @classmethod
-    def from_columns(cls, cols: dict[str, Any]) -> "Row":
+    def from_columns(cls, cols: dict[str, Any]) -> Row:
         record = json.loads(cols["record"])
         shape = record.pop("_frames_shape", None)
         raw = cols.get("frames") or b""

@@ -187,9 +187,8 @@ def test_video_bomb_is_refused_before_its_frame_is_decoded(tmp_path):
 
 def test_video_over_the_side_limit_is_refused_from_its_header(tmp_path):
     write_video(tmp_path / "strip.mp4", np.zeros((16, 9000, 3), np.uint8), n=2)
-    with pytest.raises(MediaError, match="9000x16") as e:
-        with media.open_video(str(tmp_path / "strip.mp4")) as container:
-            media.probe_video(container)
+    with pytest.raises(MediaError, match="9000x16") as e, media.open_video(str(tmp_path / "strip.mp4")) as container:
+        media.probe_video(container)
     assert e.value.reason == "video_too_large"
 
 

@@ -177,9 +177,9 @@ def mesh_features(mesh: np.ndarray) -> dict[str, float]:
     """Scale-free expression and pose features of one frame (the landmark captioner reads them over time).
 
     mouth_open: inner-lip gap / face height; mouth_width: mouth corners / inter-ocular distance;
-    eye_open(_r/_l): eyelid gap / eye width (mean, each eye); corner_lift, brow_raise, brow_gap: see below; yaw: nose offset from the eye midline / inter-ocular (+ = the
-    nose points to image-right); pitch: nose height between eyes and mouth (larger = looking down);
-    roll: eye-line angle in degrees.
+    eye_open(_r/_l): eyelid gap / eye width (mean, each eye); corner_lift, brow_raise, brow_gap: see below;
+    yaw: nose offset from the eye midline / inter-ocular (+ = the nose points to image-right); pitch: nose height
+    between eyes and mouth (larger = looking down); roll: eye-line angle in degrees.
     """
     p = {k: mesh[i] for k, i in MESH.items()}
     eye_r = (p["eye_r_outer"] + p["eye_r_inner"]) / 2

@@ -2,9 +2,10 @@
 
 A model pack is insightface's own layout, ``<root>/models/<pack>/*.onnx`` (``buffalo_l``: ``det_10g.onnx`` SCRFD-10G,
 ``w600k_r50.onnx`` ArcFace R50 on WebFace600K, plus landmark and attribute models this project does not use).
-``decode.insightface_root`` (the detector) and ``faces.insightface_root`` (the embedder) name ``<root>`` (``null``: ``~/.insightface``, insightface's default); a folder that holds
-the ``.onnx`` files directly also works. A missing pack is fetched by insightface's own ``ensure_available`` when the
-machine is online; offline, the error says where the files must go.
+``decode.insightface_root`` (the detector) and ``faces.insightface_root`` (the embedder) name ``<root>`` (``null``:
+``~/.insightface``, insightface's default); a folder that holds the ``.onnx`` files directly also works. A missing
+pack is fetched by insightface's own ``ensure_available`` when the machine is online; offline, the error says where
+the files must go.
 
 Models load through ``insightface.model_zoo.get_model`` (it recognises the task from the ONNX graph: ``SCRFD`` for
 detection, ``ArcFaceONNX`` for recognition) once per Ray actor, on onnxruntime's ``CUDAExecutionProvider`` when that
@@ -74,7 +75,7 @@ def pack_dir(root: str | None, pack: str) -> pathlib.Path:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             found = pathlib.Path(ensure_available("models", pack, root=str(base)))
-    except Exception as e:  # noqa: BLE001 - any download failure (offline, proxy, bad zip) means the same to a user
+    except Exception as e:  # any download failure (offline, proxy, bad zip) means the same to a user
         raise FileNotFoundError(
             f"insightface model pack {pack!r} not found under {base / 'models' / pack} and could not be downloaded "
             f"({type(e).__name__}: {e}); unpack {pack}.zip there (e.g. {base / 'models' / pack / 'det_10g.onnx'}) "

@@ -42,7 +42,7 @@ def text_components(gray: np.ndarray, face_box: np.ndarray | None) -> list[tuple
     h, w = gray.shape
     mser = cv2.MSER_create(5, max(8, int(h * w * 2e-5)), int(h * w * 0.01))
     out = []
-    for inverted, img in ((False, gray), (True, 255 - gray)):
+    for img in (gray, 255 - gray):  # dark text on light, then light on dark
         regions, bboxes = mser.detectRegions(img)
         for pts, (x, y, bw, bh) in zip(regions, bboxes):
             if not (0.012 * h <= bh <= 0.08 * h and 0.08 <= bw / bh <= 1.5):

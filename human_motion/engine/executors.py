@@ -207,7 +207,7 @@ def worker_environment(verbose: bool = False) -> dict[str, str]:
     src = str(pathlib.Path(__file__).resolve().parents[2])  # workers import human_motion from this checkout
     return {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),
+            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),  # noqa: SIM112 - glog's own spelling
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
             "HM_QUIET_NATIVE": "0" if verbose else "1"}
 

@@ -75,7 +75,7 @@ class OutputLock:
         self.local = isinstance(fs, fsspec.implementations.local.LocalFileSystem)
         self.handle = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         if not self.local:
             return self
         self.handle = open(self.path, "a+")

@@ -185,7 +185,7 @@ def assemble_shard(out: str, shard: int, expected_clips: int) -> int:
         fs.rm(stale)
     tmp = f"{base}.tar.{uuid.uuid4().hex[:8]}.tmp"
     with fs.open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, path in samples:  # one sample in memory at a time
+        for _key, path in samples:  # one sample in memory at a time
             _, members = _read_part(fs, path)
             for member in sorted(members):
                 _add_member(tar, member, members[member])

@@ -81,7 +81,7 @@ class MotionCharacterAdapter(ModelMixin, ConfigMixin):
         )
 
     @classmethod
-    def from_unet(cls, unet, **kwargs) -> "MotionCharacterAdapter":
+    def from_unet(cls, unet, **kwargs) -> MotionCharacterAdapter:
         """A fresh adapter sized from ``unet``: text-branch copies for id/action keys, zero motion values."""
         found = spatial_cross_attention_layers(unet)
         if not found:

@@ -20,7 +20,7 @@ import json
 import logging
 import pathlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

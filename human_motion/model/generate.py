@@ -5,10 +5,10 @@
     hm generate --checkpoint runs/mc --ref face.jpg --prompt ... --action smiling --intensity 0,5,10,20 --out sweep/
 
 Several intensities (comma-separated) give one video per value (``--batch-size`` per pipeline call), all from the
-same seed (the same initial noise, so only the intensity differs), plus a side-by-side grid video and a contact sheet (PNG, one
-row per intensity) labelled with the values: the paper's slider made visible. ``--checkpoint`` is a run folder of
-``hm train`` or a folder of ``save_pretrained``. One JSON line on stdout lists what was written (for scripts). See
-docs/generate.md.
+same seed (the same initial noise, so only the intensity differs), plus a side-by-side grid video and a contact sheet
+(PNG, one row per intensity) labelled with the values: the paper's slider made visible. ``--checkpoint`` is a run
+folder of ``hm train`` or a folder of ``save_pretrained``. One JSON line on stdout lists what was written (for
+scripts). See docs/generate.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from human_motion.model.weights_errors import deepest_cause, weights_error
 
 PIPELINE_MODULE = "pipeline"  # the file name diffusers looks for, from model_index.json's _class_name
 # Only an import: the code is the installed package's, so trusting this file trusts nothing beyond it.
-PIPELINE_CODE = '''"""MotionCharacterPipeline, for `DiffusionPipeline.from_pretrained(this_folder, trust_remote_code=True)`.
+PIPELINE_CODE = '''"""MotionCharacterPipeline, for `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`.
 
 Written by human_motion's `MotionCharacterPipeline.save_pretrained`; the code is the installed human-motion package's.
 """

@@ -103,7 +103,7 @@ class MotionCharacterPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->image_encoder->unet->vae"
     # The adapter's ID projector and intensity MLP run outside the UNet's forward (they build its
     # encoder_hidden_states); they are small and stay on the accelerator.
-    _exclude_from_cpu_offload = ["adapter"]  # noqa: RUF012 - diffusers' own attribute is a list
+    _exclude_from_cpu_offload = ["adapter"]  # diffusers' own attribute is a list
 
     def __init__(self, vae, text_encoder, tokenizer, image_encoder, unet, adapter, scheduler,
                  num_frames: int = PAPER_NUM_FRAMES, resolution: int = PAPER_SIZE, face_size: int = 112,

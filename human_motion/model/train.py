@@ -32,8 +32,8 @@ from human_motion.model.config import DefaultsHelpFormatter, TrainConfig, packag
 from human_motion.model.data import get_dataset
 from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
 from human_motion.model.noise import video_noise
-from human_motion.model.run_folder import (check_same_model, error_line, load_checkpoint, prepare_run, register_hooks, remove_run,
-                                           run_entries, save_checkpoint, save_trained)
+from human_motion.model.run_folder import (check_same_model, error_line, load_checkpoint, prepare_run, register_hooks,
+                                           remove_run, run_entries, save_checkpoint, save_trained)
 from human_motion.model.tracking import PROJECT, Progress, RunLog, flat_config, resolve_trackers
 from human_motion.model.validation import target_for, validate
 

@@ -102,8 +102,8 @@ def box_tblr(bbox: Any, what: str = "bbox") -> tuple[float, float, float, float]
     missing = [k for k in ("top", "bottom", "left", "right") if k not in bbox]
     if missing:
         raise RowError("missing_key", f"{what} lacks {', '.join(missing)}")
-    t, b, l, r = (number(bbox[k], f"{what}.{k}") for k in ("top", "bottom", "left", "right"))
-    return l, t, r, b
+    top, bottom, left, right = (number(bbox[k], f"{what}.{k}") for k in ("top", "bottom", "left", "right"))
+    return left, top, right, bottom
 
 
 def need(row: dict, key: str, where: str = "") -> Any:

@@ -3,8 +3,9 @@
 Every image is a *static* sample: one frame, intensity 0 (the paper's "zero-intensity calibration"). The root is the
 image folder, or the dataset folder holding ``aligned/`` (the released face-aligned images, preferred) or ``raw/``;
 ``options.subdir`` names another. Metadata and licence files (txt, json, csv, md, html, pdf) are skipped; other files,
-folders named like images, links out of the root and FIFOs are recorded as rejections. The label ``appearance`` says the picture is an artwork, so the template description
-reads "A close-up portrait photo of a person, in a stylised artwork, ...".
+folders named like images, links out of the root and FIFOs are recorded as rejections. The label ``appearance`` says
+the picture is an artwork, so the template description reads "A close-up portrait photo of a person, in a stylised
+artwork, ...".
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def _speeds(options: dict, key: str, default) -> list[float]:
     try:
         speeds = [float(v) for v in value]
     except (TypeError, ValueError):
-        raise ValueError(f"demo source: options.{key} must be a number or a list of numbers, got {value!r}")
+        raise ValueError(f"demo source: options.{key} must be a number or a list of numbers, got {value!r}") from None
     if any(v < 0 for v in speeds):
         raise ValueError(f"demo source: options.{key} must not be negative, got {value!r}")
     return speeds

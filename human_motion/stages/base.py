@@ -97,7 +97,7 @@ class RowView:
 
     __slots__ = ("row", "stage")
 
-    def __init__(self, row: Row, stage: "Stage"):
+    def __init__(self, row: Row, stage: Stage):
         self.row, self.stage = row, stage
 
     def _check(self, name: str, allowed: tuple[str, ...], verb: str) -> None:
@@ -162,7 +162,7 @@ class RowView:
     def clip_id(self) -> str:
         return str(self.row.record.get("clip_id", "?"))
 
-    def split(self, n: int) -> list["RowView"]:
+    def split(self, n: int) -> list[RowView]:
         """``n`` rows, one per window of this clip, each with a copy of the fields so far (decode)."""
         out = []
         for _ in range(n):

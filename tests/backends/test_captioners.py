@@ -94,7 +94,7 @@ def server():
     seen: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             url = body["messages"][0]["content"][0]["image_url"]["url"]
             assert url.startswith("data:image/jpeg;base64,")

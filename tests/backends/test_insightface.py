@@ -173,7 +173,8 @@ def test_cuda_provider_when_available_and_visible(monkeypatch):
 
     from human_motion.backends.insightface_models import providers
 
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert providers("cpu") == ["CPUExecutionProvider"]

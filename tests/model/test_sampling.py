@@ -15,25 +15,7 @@ from human_motion.model.sampling import (
     frames_to_uint8,
 )
 
-from .tiny_run import astronaut, coffee, group_photo, tiny_run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return tiny_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def pipe(run_dir):
-    torch.set_num_threads(1)
-    p = MotionCharacterPipeline.from_pretrained(run_dir)
-    p.set_progress_bar_config(disable=True)
-    return p
-
-
-@pytest.fixture(scope="module")
-def reference(pipe):
-    return pipe.prepare_reference(astronaut())
+from .tiny_run import astronaut, coffee, group_photo
 
 
 def sample(pipe, reference, seed=0, **kw):

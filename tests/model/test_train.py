@@ -266,8 +266,9 @@ def test_shards_of_bad_samples_stop_in_one_line(tmp_path, capsys):
     assert main(["train", str(shards), "--config", "train_tiny", *QUIET, "--out", str(tmp_path / "run")]) == 2
     assert "already holds" not in capsys.readouterr().err
     assert main(["train", str(tmp_path / "none"), "--config", "train_tiny", "--out", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err.strip().endswith("none: no such folder or file; pass the output folder of `hm build` "
-                                                    "(or a shard pattern such as data/{000000..000009}.tar)")
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("none: no such folder or file; pass the output folder of `hm build` "
+                        "(or a shard pattern such as data/{000000..000009}.tar)")
 
 
 def test_help_lists_every_packaged_config_and_the_defaults(capsys):

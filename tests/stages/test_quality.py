@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "sources"))
-from corpora import face_frames, fast_config, read_rejects, read_samples  # noqa: E402
+from corpora import face_frames, fast_config, read_rejects, read_samples
 
-from human_motion.media import write_mp4  # noqa: E402
-from human_motion.backends.ocr import mser_text_boxes, union_frac  # noqa: E402
-from human_motion.stages.quality import Quality  # noqa: E402
-from human_motion.stages.select import select_step  # noqa: E402
-from human_motion.types import Row  # noqa: E402
+from human_motion.media import write_mp4
+from human_motion.backends.ocr import mser_text_boxes, union_frac
+from human_motion.stages.quality import Quality
+from human_motion.stages.select import select_step
+from human_motion.types import Row
 
 FACE = np.array([100, 75, 410, 435], np.float32)  # face box of face_frames(512, 512, ..., (0.2, 0.15, 0.8, 0.85))
 
