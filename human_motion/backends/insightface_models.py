@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -46,6 +47,10 @@ def _import_insightface():
     except ImportError as e:
         raise missing_backend("insightface", "insightface and onnxruntime (pip install 'human-motion[insightface]'; "
                        "onnxruntime-gpu for CUDA)") from e
+    # norm_crop calls scikit-image's SimilarityTransform.estimate, deprecated since scikit-image 0.26: a warning in
+    # every worker of every build, about insightface's code, that the user can do nothing about.
+    warnings.filterwarnings("ignore", message="`estimate` is deprecated", category=FutureWarning,
+                            module="insightface")
     return insightface, onnxruntime, model_zoo, face_align
 
 

@@ -7,6 +7,8 @@ that returns fixed values, so insightface's own decoding, NMS and rescaling run 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,15 @@ def test_arcface_from_a_pack_matches_the_model_on_the_aligned_crop(pack):
     np.testing.assert_allclose(batch[0], got, atol=1e-5)
     with pytest.raises(ValueError, match="5-point landmarks"):
         emb.embed(rgb, None, None)
+
+
+def test_insightface_deprecation_warning_is_not_the_users(pack):
+    """norm_crop uses a scikit-image call deprecated in 0.26; every build's workers would print it."""
+    root, _ = pack
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails, except what the backend itself silences
+        emb = make_embedder("insightface", str(root), "tiny")
+        assert emb.align(face_image(), KPS).shape == (112, 112, 3)
 
 
 def test_scrfd_detections_come_back_in_image_pixels_with_five_points(pack):
