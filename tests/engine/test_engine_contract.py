@@ -97,6 +97,22 @@ def test_the_dataflow_is_checked_before_the_first_clip():
     assert tuple(declared) == SCORE_COLUMNS
 
 
+def test_the_row_fields_the_sample_json_carries_keep_the_stored_types():
+    """Two contracts meet in encode: the fields in flight (stages/fields.py) and the stored sample (schema.py). Every
+    field encode copies is declared in both, with one type (labels are stored as JSON text since schema 2)."""
+    from human_motion.schema import JSON_TEXT_FIELDS, SAMPLE_FIELDS
+    from human_motion.stages.encode import JSON_FIELDS, Encode
+    from human_motion.stages.fields import FIELDS
+
+    assert set(JSON_FIELDS) <= set(Encode.reads)
+    for name in JSON_FIELDS:
+        in_flight, stored = FIELDS[name][0], SAMPLE_FIELDS[name][0]
+        if (name,) in JSON_TEXT_FIELDS:
+            assert stored == (in_flight, str), name
+        else:
+            assert stored == in_flight, name
+
+
 def test_the_fingerprint_comes_from_the_declared_sections():
     base = small_build_config()
     same = dataclasses.replace(base, flow=dataclasses.replace(base.flow, concurrency=4, device="cpu"))
