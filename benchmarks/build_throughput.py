@@ -33,7 +33,7 @@ from human_motion.config import load_config
 from human_motion.console import filtered_stderr
 from human_motion.engine.build import build
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import stop_ray
+from human_motion.engine.ray_session import stop_ray
 from human_motion.media import iter_sampled_frames, open_video, probe_video, window_times
 from human_motion.sources.folder import FolderSource
 

@@ -22,7 +22,8 @@ from human_motion import __version__
 from human_motion.config import to_dict
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import init_ray, initial_record, run_local, run_ray, start_pool, stop_actors
+from human_motion.engine.executors import initial_record, run_local, run_ray, start_pool, stop_actors
+from human_motion.engine.ray_session import init_ray
 from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_complete, prepare_inputs,
                                       remove_stale_temporaries)
 from human_motion.engine.progress import Progress

@@ -120,6 +120,6 @@ def run(args: argparse.Namespace) -> int:
 def _shutdown_ray() -> None:
     """Stop the Ray this process started before the interpreter exits (its threads must not outlive it)."""
     if "ray" in sys.modules:
-        from human_motion.engine.executors import stop_ray
+        from human_motion.engine.ray_session import stop_ray
 
         stop_ray()

@@ -10,12 +10,8 @@ streams rows between the pools with its batching and backpressure.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import pathlib
 import queue
-import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -199,80 +195,6 @@ def _cluster_cpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("CPU", 1))
-
-
-def worker_environment(verbose: bool = False) -> dict[str, str]:
-    """What Ray's workers need from this process's environment: this checkout on the path, the hub's offline mode
-    and the native libraries' log levels."""
-    src = str(pathlib.Path(__file__).resolve().parents[2])  # workers import human_motion from this checkout
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-            "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2"),  # noqa: SIM112 - glog's own spelling
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-            "HM_QUIET_NATIVE": "0" if verbose else "1"}
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def init_ray(cfg: BuildConfig, verbose: bool = False):
-    """Join the Ray at ``ray.address`` (or at ``RAY_ADDRESS``, as under ``ray job submit``), or else start a Ray of
-    this build's own, even where a ``ray start`` one runs (join that with ``ray.address: auto``); Ray's own logging
-    quiet unless verbose.
-
-    A joined Ray's workers get the environment as a runtime environment. A Ray started here does without one: its
-    workers are children of its raylet, which inherits this process's environment at ``ray.init``, and a runtime
-    environment would keep the workers Ray starts ahead from serving the build's actors (a second more to the
-    first actor on 2 cores)."""
-    import ray
-
-    if not ray.is_initialized():
-        env = worker_environment(verbose)
-        kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True,
-                      logging_level=logging.INFO if verbose else logging.ERROR)
-        address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
-        if address:
-            ray.init(address=address, runtime_env={"env_vars": env}, **kwargs)
-        else:
-            with _environ(env):
-                ray.init(address="local", num_cpus=cfg.ray.num_cpus,
-                         object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
-    if not verbose:
-        for name in ("ray", "ray.data", "ray.data._internal"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    return ray
-
-
-def stop_ray() -> None:
-    """Stop the Ray this process started (or leave a joined one), before the interpreter exits.
-
-    Ray's ``shutdown`` stops its processes one after another, giving each a second to exit on SIGTERM. Its
-    autoscaler monitor never takes it (its handler reports to the GCS, already stopped by then), so a second of every
-    build went to waiting for it. The monitor of a Ray started here scales nothing and keeps nothing, so it is
-    killed first. ``_global_node`` is Ray's own (private) handle on the processes it started; if a Ray version has
-    none, ``shutdown`` is as before."""
-    import ray
-
-    if not ray.is_initialized():
-        return
-    node = getattr(ray._private.worker, "_global_node", None)
-    for info in (getattr(node, "all_processes", None) or {}).get("monitor", ()):
-        if info.process.poll() is None:
-            info.process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):  # stuck in the kernel: shutdown reaps it later
-                info.process.wait(timeout=5)
-    ray.shutdown()
 
 
 def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str, pool: list | None = None) -> Iterator[dict]:

@@ -9,7 +9,7 @@ import pytest
 
 from human_motion.config import load_config
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import init_ray
+from human_motion.engine.ray_session import init_ray
 
 
 @pytest.fixture
@@ -55,12 +55,43 @@ def test_a_joined_ray_gets_the_environment_as_a_runtime_environment(recorded_ini
     assert env["HM_QUIET_NATIVE"] == "0" and "HF_HUB_OFFLINE" in env and env["PYTHONPATH"]
 
 
+def test_a_joined_ray_gets_only_what_its_workers_would_lack(recorded_init, monkeypatch):
+    """Without -v: nothing when the package is installed (so Ray's idle workers can serve the actors), the checkout
+    when it is not, the hub's offline mode when it is set."""
+    from human_motion.engine import ray_session
+
+    cfg = load_config(BuildConfig, None, ["ray.address=auto"])
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert ray_session.importable_without_path()  # scripts/setup.sh installs the package (editable)
+    init_ray(cfg)
+    assert "runtime_env" not in recorded_init[-1]
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    init_ray(cfg)
+    assert recorded_init[-1]["runtime_env"] == {"env_vars": {"HF_HUB_OFFLINE": "1"}}
+
+    monkeypatch.setattr(ray_session, "importable_without_path", lambda: False)  # run from a checkout, not installed
+    init_ray(cfg)
+    env = recorded_init[-1]["runtime_env"]["env_vars"]
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ray_session.CHECKOUT) and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_package_found_elsewhere_is_not_this_one(tmp_path, monkeypatch):
+    """Another human_motion first on the interpreter's path (an older install, another checkout) is not this one."""
+    from human_motion.engine import ray_session
+
+    (tmp_path / "human_motion").mkdir()
+    (tmp_path / "human_motion" / "__init__.py").write_text("")
+    monkeypatch.setattr(ray_session, "CHECKOUT", tmp_path)
+    assert not ray_session.importable_without_path()
+
+
 def test_stop_ray_stops_every_process_of_a_ray_started_here():
     """The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
     the build's Ray started is gone afterwards, and a second call is no error."""
     import ray
 
-    from human_motion.engine.executors import stop_ray
+    from human_motion.engine.ray_session import stop_ray
 
     if ray.is_initialized():
         pytest.skip("a Ray from an earlier test is still up in this process")

@@ -48,7 +48,9 @@ def test_a_two_node_cluster_build_equals_the_in_process_build(tmp_path, in_proce
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
         out = tmp_path / "cluster"
-        run = _hm(out, "--ray-address", cluster.address)
+        # Nothing the workers lack (the package is installed, the hub's mode unset): no runtime environment.
+        env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+        run = _hm(out, "--ray-address", cluster.address, env=dict(env, PYTHONPATH=str(REPO)))
         assert _samples(out) == in_process
         assert "Ray" not in run.stderr.split("clips in")[0] or "WARNING" not in run.stderr  # quiet console
         keys = [s["__key__"] for s in wds.WebDataset(sorted(map(str, out.glob("0*.tar"))), shardshuffle=False)]
