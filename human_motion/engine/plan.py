@@ -32,9 +32,11 @@ from human_motion.sources import collect_specs
 INPUTS = "_inputs.parquet"
 FINGERPRINT = "_build.json"
 LOCK = "_lock"
-# Everything a build writes into --out, and nothing else: --overwrite removes these names only.
+# Everything a build writes into --out, and nothing else: --overwrite removes these names only. (_demo_media: the
+# demo source's generated clips, made again when missing.)
 _BUILD_FILE = re.compile(r"^(\d{6}(\.tar|\.parquet|_rejects\.parquet|_stats\.json)|index\.parquet|rejects\.parquet|"
-                         r"manifest\.json|config\.yaml|_inputs\.parquet|_build\.json|_quarantine\.json|_parts|_lock)"
+                         r"manifest\.json|config\.yaml|_inputs\.parquet|_build\.json|_quarantine\.json|_parts|_lock|"
+                         r"_demo_media)"
                          r"(\.[0-9a-f]{8}\.tmp)?$")
 _MARKERS = (FINGERPRINT, INPUTS, "manifest.json")
 

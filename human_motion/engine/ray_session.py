@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 
+from human_motion.config import ConfigError
 from human_motion.engine.config import BuildConfig
 
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2]  # the folder that holds this human_motion package
@@ -90,7 +91,14 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
                       logging_level=logging.INFO if verbose else logging.ERROR)
         address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
         if address:
-            ray.init(address=address, **joined_runtime_env(verbose), **kwargs)
+            try:
+                ray.init(address=address, **joined_runtime_env(verbose), **kwargs)
+            except ConnectionError as e:  # none running (auto), or nothing answers at host:port
+                where = "ray.address" if cfg.ray.address else "RAY_ADDRESS"
+                said = str(e).split(". ")[0].splitlines()[0].rstrip(".")  # Ray's first sentence; the rest is its CLI's
+                raise ConfigError(f"{where} {address}: no Ray to join ({said}); start "
+                                  f"one with `ray start --head` and join it with --ray-address auto, or unset {where} "
+                                  "to let the build start a Ray of its own") from e
         else:
             with _environ(env):
                 ray.init(address="local", num_cpus=cfg.ray.num_cpus,

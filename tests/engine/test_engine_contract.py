@@ -150,7 +150,7 @@ def test_a_folder_that_is_not_a_build_is_never_touched(tmp_path, capsys):
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "photos"]
 
 
-def test_overwrite_removes_only_what_a_build_wrote(demo_build, tmp_path, capsys):
+def test_overwrite_removes_only_what_a_build_wrote(demo_build, tmp_path, caplog):
     import shutil
 
     out = tmp_path / "b"
@@ -158,6 +158,8 @@ def test_overwrite_removes_only_what_a_build_wrote(demo_build, tmp_path, capsys)
     (out / "my_notes.md").write_text("keep")
     (out / "analysis").mkdir()
     (out / "analysis" / "plot.png").write_bytes(b"png")
+    assert main(["build", "--out", str(out), *DEMO_ARGS]) == 0  # resumes (nothing to do) and says what it keeps
+    assert "kept 2 file(s)" in caplog.text and "analysis, my_notes.md" in caplog.text  # not the demo's own media
     assert main(["build", "--out", str(out), *DEMO_ARGS, "--overwrite"]) == 0
     assert (out / "my_notes.md").read_text() == "keep" and (out / "analysis" / "plot.png").read_bytes() == b"png"
     assert _samples(out) == _samples(demo_build)

@@ -76,6 +76,34 @@ def test_a_joined_ray_gets_only_what_its_workers_would_lack(recorded_init, monke
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ray_session.CHECKOUT) and env["HF_HUB_OFFLINE"] == "1"
 
 
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_no_ray_to_join_is_one_line(tmp_path, monkeypatch, capsys, where):
+    """--ray-address auto with no Ray running (or a host:port where none answers): one line naming the setting."""
+    import ray
+
+    from human_motion.cli import main
+
+    def no_ray(**kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    base = ["build", "--out", str(tmp_path / "out"), "--set", "progress=off",
+            "--set", "sources.demo.options.pan_px=[0]", "--set", "sources.demo.options.zoom_pct=0",
+            "--set", "sources.demo.options.rotate_deg=0"]
+    args = list(base)
+    if where == "config":
+        args += ["--ray-address", "auto"]
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    setting = "ray.address" if where == "config" else "RAY_ADDRESS"
+    assert err.count("\n") == 0 and err.startswith(f"hm build: error: {setting} auto: no Ray to join")
+    assert "ray start --head" in err
+    assert main([*base, "--set", "ray.address=local"]) == 0  # the folder it began is finished in-process
+
+
 def test_a_package_found_elsewhere_is_not_this_one(tmp_path, monkeypatch):
     """Another human_motion first on the interpreter's path (an older install, another checkout) is not this one."""
     from human_motion.engine import ray_session
