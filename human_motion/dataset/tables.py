@@ -64,6 +64,9 @@ def load_build(root: str) -> BuildTables:
         raise FileNotFoundError(f"{root}: no such folder")
     notes: list[str] = []
     stats_paths = sorted(fs.glob(f"{path}/*{STATS_SUFFIX}"))
+    if not stats_paths and not any(fs.exists(f"{path}/{n}") for n in ("manifest.json", "index.parquet", "_build.json")):
+        raise FileNotFoundError(f"{root}: not a build folder (no manifest.json, index.parquet, shard statistics or "
+                                "_build.json); pass the --out folder of hm build")
     shard_names = [p.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for p in stats_paths]
     tables = {}
     for name, schema, per_shard in (("index", INDEX_SCHEMA, "{}.parquet"), ("rejects", REJECTS_SCHEMA,
@@ -84,5 +87,5 @@ def load_build(root: str) -> BuildTables:
             notes.append(f"{p.rsplit('/', 1)[-1]} is not valid JSON; its timings are left out")
             shard_stats.append({})  # the shard still counts
     if not shard_stats and not manifest:
-        notes.append("no manifest.json and no *_stats.json: is this a build folder?")
+        notes.append("no shard finished yet (a build that was started, no manifest.json and no *_stats.json)")
     return BuildTables(root, tables["index"], tables["rejects"], manifest, shard_stats, notes)

@@ -142,6 +142,18 @@ def test_without_index_parquet_reads_the_shard_parquets(demo_build, tmp_path, ca
 def test_missing_folder_is_an_error(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
+    assert main(["stats", str(tmp_path / "photos")]) == 2  # a folder, but not a build
+    err = capsys.readouterr().err.strip()
+    assert "not a build folder" in err and "hm build" in err and len(err.splitlines()) == 1
+
+
+def test_a_build_with_no_shard_finished_yet_reports_zero(tmp_path, capsys):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "_build.json").write_text("{}")  # started: fingerprint written, nothing finished
+    stats = stats_json([str(tmp_path / "b")], capsys)
+    assert stats["samples"] == 0 and any("no shard finished yet" in n for n in stats["notes"])
 
 
 def test_fast_on_100k_rows():
