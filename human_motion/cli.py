@@ -18,6 +18,7 @@ import sys
 
 from human_motion import __version__
 from human_motion.config import ConfigError, DefaultsHelpFormatter
+from human_motion.console import PATH_ADVICE
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so `hm stats` never pays
 # for torch or Ray start-up.
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"hm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the system refused (an output folder that cannot be made, a full disk, ...)
+        if e.filename is None or e.errno not in PATH_ADVICE:
+            raise
+        print(f"hm {args.command}: cannot use {e.filename}: {e.strerror}; {PATH_ADVICE[e.errno]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -113,7 +113,7 @@ def _build(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys{' in ' + where if where else ''}: "
+            f"unknown config key {prefix + unknown[0]!r}; valid keys{' in ' + where if where else ''}: "
             + ", ".join(sorted(fields))
         )
     kwargs = {}

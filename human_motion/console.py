@@ -8,10 +8,21 @@ original stderr, so they are never held back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
 import threading
+
+# What to do about a path the system refused, by errno: every command's one-line refusal of an unusable path.
+PATH_ADVICE = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
+               errno.EROFS: "choose a path on a writable filesystem", errno.EACCES: "choose a path you may write to",
+               errno.EPERM: "choose a path you may write to",
+               errno.ENOTDIR: "a folder on the way is a file: choose another path",
+               errno.ENAMETOOLONG: "choose a shorter path",
+               errno.ENOENT: "a folder on the way does not exist (or the path is wrong): create it or choose another",
+               errno.EISDIR: "it is a folder: name a file",
+               errno.EEXIST: "a file of that name is in the way of a folder: choose another path"}
 
 # [2026-11-30 22:10:42,324 E 29368 29368] core_worker.cc:2465: ...   (Ray's C++ logging)
 # W0000 00:00:1796076596.061366   28255 inference_feedback_manager.cc:114] ...   (absl, mediapipe)

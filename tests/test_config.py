@@ -28,7 +28,7 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("decode.fsp=2", "unknown config key decode.'fsp'; valid keys in decode:"),
+    ("decode.fsp=2", "unknown config key 'decode.fsp'; valid keys in decode:"),
     ("decode.fps", "expected key=value"),
     ("decode.num_frames=1", "num_frames >= 2"),
     ("sink.mode=append", "sink.mode: must be one of"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
+from human_motion.config import ConfigError
 from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA
 
 STATS_SUFFIX = "_stats.json"  # as human_motion.engine.writer writes it (not imported: it pulls in the stages)
@@ -27,9 +28,10 @@ class StatsConfig:
 
     def __post_init__(self):
         if self.intensity_bin_width <= 0 or self.intensity_max <= 0:
-            raise ValueError("intensity_bin_width and intensity_max must be > 0")
-        if self.sheet_samples < 1 or self.sheet_frames < 2 or self.sheet_columns < 1:
-            raise ValueError("sheet_samples >= 1, sheet_frames >= 2 and sheet_columns >= 1 are needed")
+            raise ConfigError("intensity_bin_width and intensity_max must be > 0")
+        if self.sheet_samples < 1 or self.sheet_frames < 2 or self.sheet_columns < 1 or self.top_actions < 0:
+            raise ConfigError(f"--sheet-samples must be >= 1 and --top >= 0 (got {self.sheet_samples} and "
+                              f"{self.top_actions}; sheet_frames >= 2, sheet_columns >= 1)")
 
 
 @dataclass

@@ -11,16 +11,14 @@ import time
 
 from human_motion.config import (ConfigError, load_config, merge, packaged_configs, read_config_file,
                                  resolve_config_path)
-from human_motion.console import filtered_stderr
+from human_motion.console import PATH_ADVICE, filtered_stderr
 from human_motion.engine.config import BuildConfig
 from human_motion.sources import parse_sources_arg
 
 # Errors of the output folder that the user can fix (free space, permissions), said in one line.
-_OUTPUT_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
-                  errno.EROFS: "choose a writable --out", errno.EACCES: "choose a --out you may write to",
-                  errno.EPERM: "choose a --out you may write to",
-                  errno.ENOTDIR: "a folder on the way to --out is a file: choose another --out",
-                  errno.ENAMETOOLONG: "choose a shorter --out"}
+# The errors about --out that a build turns into one line (and the next run resumes after); advice from PATH_ADVICE.
+_OUTPUT_ERRNOS = {e: PATH_ADVICE[e].replace("path", "--out") for e in (
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENAMETOOLONG)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

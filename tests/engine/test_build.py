@@ -149,7 +149,7 @@ def test_clip_ids_with_dot_dot_stay_inside_the_output(tmp_path, monkeypatch):
     (["--sources", "nope"], "unknown source 'nope'"),
     (["--sources", "folder=/does/not/exist"], "does not exist"),
     (["--sources", "folder"], "needs a root folder"),
-    (["--set", "decode.nonsense=1"], "unknown config key decode.'nonsense'"),
+    (["--set", "decode.nonsense=1"], "unknown config key 'decode.nonsense'"),
     (["--set", "decode.fps=fast"], "decode.fps: expected float"),
     (["--set", "flow.backend=magic"], "flow.backend: must be one of"),
     (["--config", "/no/such.yaml"], "does not exist"),
