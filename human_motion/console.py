@@ -1,8 +1,8 @@
 """Keeping the console readable: native libraries (Ray's C++ core, mediapipe's absl and TensorFlow Lite) write
 their own log lines straight to file descriptor 2, past Python's logging. ``filtered_stderr`` routes descriptor 2
 through a pipe for the duration of a command and drops the lines in those libraries' formats; everything else
-(Python warnings, tracebacks) passes through at once. Progress bars write to the returned stream, which is the
-original stderr, so they are never held back.
+(Python warnings, tracebacks) passes through at once, and so does a progress bar redrawn in place (``\r``) on fd 2.
+The returned stream is the original stderr, for progress displays of our own.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def filtered_stderr(enabled: bool = True):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 kept = b"".join(line + b"\n" for line in lines if not NATIVE_LOG.match(line))
+                if b"\r" in pending:  # a progress bar redrawn in place: shown now, not when its line ends
+                    shown, _, pending = pending.rpartition(b"\r")
+                    kept += shown + b"\r"
                 if kept:
                     out.write(kept)
             if pending and not NATIVE_LOG.match(pending):

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from human_motion.config import ConfigError, DefaultsHelpFormatter
+from human_motion.console import filtered_stderr
 from human_motion.devices import auto_device, torch_dtype
 from human_motion.media import write_mp4
 
@@ -89,6 +90,23 @@ def parse_intensities(text: str) -> list[float]:
     if not values or any(not np.isfinite(v) or v < 0 for v in values):
         raise ConfigError(f"--intensity values must be finite numbers >= 0, got {text!r}")
     return values
+
+
+def check_numbers(args) -> None:
+    """One-line refusals of sizes, steps and rates that cannot make a video (0 would otherwise mean "the run's")."""
+    for flag, value in (("--num-frames", args.num_frames), ("--height", args.height), ("--width", args.width),
+                        ("--steps", args.steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value} (leave it out for the run's own)")
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and value % 8:
+            raise ConfigError(f"{flag} must be a multiple of 8 (the VAE's scale), got {value}")
+    if args.guidance is not None and not np.isfinite(args.guidance):
+        raise ConfigError(f"--guidance must be a finite number, got {args.guidance}")
+    if not (np.isfinite(args.fps) and args.fps > 0):
+        raise ConfigError(f"--fps must be a number > 0, got {args.fps}")
+    if args.batch_size < 0:
+        raise ConfigError(f"--batch-size must be >= 0 (0: all intensities in one call), got {args.batch_size}")
 
 
 def resolve_device(device: str, dtype: str):
@@ -265,19 +283,28 @@ def read_reference_arg(ref: str) -> np.ndarray:
 
 
 def run(args) -> int:
+    with filtered_stderr():  # the face models' native start-up lines (mediapipe's absl) are not the user's
+        return _run(args)
+
+
+def _run(args) -> int:
     from PIL import Image
 
     from human_motion.model.sampling import ReferenceFaceError
 
     intensities = parse_intensities(args.intensity)
-    if args.batch_size < 0:
-        raise ConfigError(f"--batch-size must be >= 0 (0: all intensities in one call), got {args.batch_size}")
+    check_numbers(args)
     image = read_reference_arg(args.ref)
     videos_out, grid_out = output_paths(args.out, intensities)
     started = time.time()
     pipe = load_pipeline(args.checkpoint, args.device, args.dtype, args.cpu_offload, not args.no_vae_slicing,
                          args.face_detector, args.insightface_root, args.face_set)
     pipe.adapter.set_scales(args.id_scale, args.action_scale, args.intensity_scale)
+    try:  # what only the loaded model can say: e.g. more frames than its motion modules' positional encoding
+        pipe.check_inputs(args.num_frames or pipe.default_num_frames, args.height or pipe.default_size,
+                          args.width or pipe.default_size, args.steps or pipe.config.num_inference_steps, 1, "np")
+    except ValueError as e:
+        raise ConfigError(f"{e}; change --num-frames, --height or --width") from None
     try:
         reference = pipe.prepare_reference(image, face_check=not args.no_face_check)
     except ReferenceFaceError as e:

@@ -110,6 +110,22 @@ def test_unusable_reference_is_a_clear_error(run_dir, photos, tmp_path, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--num-frames", "0"], "--num-frames must be >= 1"),  # 0 is not "the run's own"
+    (["--height", "30"], "--height must be a multiple of 8"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--fps", "0"], "--fps must be a number > 0"),
+    (["--guidance", "nan"], "--guidance must be a finite number"),
+    (["--num-frames", "1000"], "num_frames must be within 1..32"),  # what only the loaded model knows
+])
+def test_numbers_that_cannot_make_a_video_are_one_line_refusals(run_dir, photos, tmp_path, capsys, extra, message):
+    out = tmp_path / "x.mp4"
+    assert generate(run_dir, photos / "astronaut.jpg", out, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
 def test_no_face_check_takes_the_image_as_an_aligned_crop(run_dir, photos, tmp_path):
     assert generate(run_dir, photos / "coffee.jpg", tmp_path / "x.mp4", "--no-face-check") == 0
     assert decode(tmp_path / "x.mp4")[0].shape == (4, 32, 32, 3)
