@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import tomllib
 import types
@@ -99,6 +100,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from None
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if not math.isfinite(number):  # a NaN threshold would let everything through; no setting means infinity
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return number
     if tp is str:
         if isinstance(value, (dict, list)):

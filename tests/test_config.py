@@ -33,6 +33,9 @@ def test_overrides_parse_as_yaml_and_reach_nested_sections(tmp_path):
     ("decode.num_frames=1", "num_frames >= 2"),
     ("sink.mode=append", "sink.mode: must be one of"),
     ("decode.fps.x=1", "decode.fps: expected float"),
+    ("select.min_face_score=nan", "select.min_face_score: expected a finite number"),
+    ("select.max_text_frac=.inf", "select.max_text_frac: expected a finite number"),
+    ("select.min_id_cos={dlib: nan}", "expected a finite number"),
 ])
 def test_bad_overrides_raise_config_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -70,6 +70,16 @@ class ModelConfig:
             raise ConfigError(f"model.prediction_type must be epsilon or v_prediction, got {self.prediction_type!r}")
         if not 0.0 <= self.noise_frame_correlation < 1.0:
             raise ConfigError(f"model.noise_frame_correlation must be in [0, 1), got {self.noise_frame_correlation}")
+        sizes = ("num_id_tokens", "num_action_tokens", "num_intensity_tokens", "projector_width", "projector_heads",
+                 "intensity_frequencies", "intensity_hidden_dim")
+        small = [f"{name}={getattr(self, name)}" for name in sizes if getattr(self, name) < 1]
+        if small:
+            raise ConfigError(f"model.{small[0]}: the adapter's token counts and layer sizes must be >= 1")
+        if self.projector_width % self.projector_heads:
+            raise ConfigError(f"model.projector_width ({self.projector_width}) must be a multiple of "
+                              f"model.projector_heads ({self.projector_heads})")
+        if self.max_intensity <= 0:
+            raise ConfigError(f"model.max_intensity must be > 0, got {self.max_intensity}")
 
 
 @dataclass

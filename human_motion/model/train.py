@@ -122,6 +122,10 @@ def build_model(cfg: TrainConfig, out: pathlib.Path, device, weight_dtype):
     except (OSError, SafetensorError) as e:  # a missing, truncated or foreign weights file: diffusers names it
         raise ConfigError(f"cannot load the model ({error_line(e)}); check model.pretrained_model_name_or_path, "
                           "model.motion_adapter, model.image_encoder, model.unet and model.adapter") from None
+    max_frames = getattr(c.unet.config, "motion_max_seq_length", None)
+    if max_frames and cfg.data.num_frames > max_frames:
+        raise ConfigError(f"data.num_frames={cfg.data.num_frames} is more than the motion modules' positional "
+                          f"encoding holds ({max_frames}); set data.num_frames <= {max_frames}")
     params = set_trainable(c.unet, c.adapter, cfg.model.train_motion_modules, cfg.model.train_unet)
     if cfg.train.gradient_checkpointing:
         c.unet.enable_gradient_checkpointing()

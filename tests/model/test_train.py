@@ -102,6 +102,25 @@ def test_bad_config_is_refused_before_loading(tmp_path, capsys):
     assert rc == 2 and "does not match model.id_embedding_kind='dlib'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("model.projector_heads=0", "model.projector_heads=0: the adapter's token counts and layer sizes must be >= 1"),
+    ("model.projector_heads=7", "model.projector_width (32) must be a multiple of model.projector_heads (7)"),
+    ("model.num_action_tokens=-1", "model.num_action_tokens=-1:"),
+    ("model.max_intensity=0", "model.max_intensity must be > 0"),
+])
+def test_model_sizes_that_cannot_build_are_refused(capsys, setting, message):
+    assert main(["model-info", "--config", "train_tiny", "--set", setting]) == 2  # was a ZeroDivisionError
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_more_frames_than_the_motion_modules_hold_is_refused(tmp_path, capsys):
+    rc = main(["train", "--config", "train_tiny", "--out", str(tmp_path / "run"), *QUIET,
+               "--set", "data.dataset_type=synthetic", "--set", "data.num_frames=40"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "data.num_frames=40 is more than the motion modules' positional encoding holds (32)" in err
+
+
 def test_model_info_tiny(capsys):
     assert main(["model-info", "--config", "train_tiny", "--json", "--flops"]) == 0
     info = json.loads(capsys.readouterr().out)
