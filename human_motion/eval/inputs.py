@@ -76,6 +76,8 @@ def read_eval_set(prompts_jsonl: str | pathlib.Path, videos_dir: str | pathlib.P
             ref_path=(refs / ref if refs is not None else pathlib.Path(ref)) if ref is not None else None,
             prompt=row.get("prompt"), action=row.get("action"), intensity=intensity, extra=extra,
         ))
+    if not items:  # before any model loads (CLIP, RAFT, DOVER: downloads on a first run)
+        raise ConfigError(f"{path}: no rows; write one JSON object per line: video, ref, prompt, action, intensity")
     listed = {i.video_path.resolve() for i in items}
     unlisted = sorted(p.name for p in videos_dir.iterdir()
                       if p.suffix.lower() in VIDEO_EXTENSIONS and p.resolve() not in listed)

@@ -135,6 +135,10 @@ def test_bad_inputs_are_one_line_errors(eval_set, tmp_path, capsys):
     assert "intensity must be a number" in capsys.readouterr().err
     assert main(["eval", str(eval_set / "videos"), "--prompts", str(bad), "--set", "metrics=[fvd]"]) == 2
     assert "unknown 'fvd'" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["eval", str(eval_set / "videos"), "--prompts", str(empty), "--out", str(tmp_path / "o2")]) == 2
+    assert "empty.jsonl: no rows" in capsys.readouterr().err  # before any model is loaded (or downloaded)
 
 
 def test_injected_interpolator_is_aggregated(eval_set, tmp_path):
