@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 
 from human_motion.config import ConfigError
 from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA
@@ -59,7 +60,8 @@ def _read_parquet(fs, paths: list[str], schema) -> pd.DataFrame:
 
 def load_build(root: str) -> BuildTables:
     """Read a build folder (any fsspec path). Falls back to the per-shard parquets when ``index.parquet`` or
-    ``rejects.parquet`` is missing (a build that was stopped before ``finalize``), and says so in ``notes``."""
+    ``rejects.parquet`` is missing (a build that was stopped before ``finalize``) or unreadable, and says so in
+    ``notes``."""
     fs, path = fsspec.core.url_to_fs(root)
     path = path.rstrip("/")
     if not fs.isdir(path):
@@ -74,12 +76,16 @@ def load_build(root: str) -> BuildTables:
     for name, schema, per_shard in (("index", INDEX_SCHEMA, "{}.parquet"), ("rejects", REJECTS_SCHEMA,
                                                                             "{}_rejects.parquet")):
         whole = f"{path}/{name}.parquet"
+        problem = "missing"
         if fs.exists(whole):
-            tables[name] = _read_parquet(fs, [whole], schema)
-        else:
-            parts = [f"{path}/{per_shard.format(n)}" for n in shard_names]
-            tables[name] = _read_parquet(fs, [p for p in parts if fs.exists(p)], schema)
-            notes.append(f"{name}.parquet missing: read {len(parts)} per-shard files instead")
+            try:
+                tables[name] = _read_parquet(fs, [whole], schema)
+                continue
+            except (pa.ArrowException, OSError) as e:
+                problem = f"unreadable ({str(e).splitlines()[0]})"
+        parts = [f"{path}/{per_shard.format(n)}" for n in shard_names]
+        tables[name] = _read_parquet(fs, [p for p in parts if fs.exists(p)], schema)
+        notes.append(f"{name}.parquet {problem}: read {len(parts)} per-shard files instead")
     manifest = json.loads(fs.cat(f"{path}/manifest.json")) if fs.exists(f"{path}/manifest.json") else {}
     shard_stats = []
     for p in stats_paths:

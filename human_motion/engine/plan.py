@@ -163,7 +163,7 @@ class Plan:
         self.fs, self.root = fs, root
         self.inputs = inputs
         self.expected = Counter(inputs.column("shard").to_pylist())  # shard -> clips
-        self.done = done_shards(fs, root)
+        self.done = done_shards(fs, root, warn=True)
         for shard in self.done:  # parts left by an assembler killed after its stats file was written
             folder = f"{root}/{PARTS}/{shard:06d}"
             if fs.exists(folder):

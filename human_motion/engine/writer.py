@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import tarfile
 import time
@@ -36,6 +37,7 @@ from human_motion.types import Row
 
 STATS_SUFFIX = "_stats.json"
 PARTS = "_parts"
+log = logging.getLogger("human_motion")
 ROW_MEMBER = "__row__.json"
 _PART_NAME = re.compile(r"^c(\d{7})_(\d{3})of(\d{3})\.tar$")
 
@@ -48,12 +50,24 @@ def part_path(root: str, shard: int, clip_index: int, slot: int, n: int) -> str:
     return f"{root}/{PARTS}/{shard_name(shard)}/c{clip_index:07d}_{slot:03d}of{n:03d}.tar"
 
 
-def done_shards(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
+def done_shards(fs: fsspec.AbstractFileSystem, root: str, warn: bool = False) -> set[int]:
+    """Shards whose ``_stats.json`` (written last, atomically) reads back whole. A damaged one (edited, or cut by the
+    disk) leaves its shard to be made again, its files replaced, instead of stopping the build at its end."""
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         stem = path.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)]
-        if stem.isdigit():
+        if not stem.isdigit():
+            continue
+        try:
+            stats = json.loads(fs.cat(path))
+            whole = isinstance(stats, dict) and isinstance(stats.get("clips"), int) and isinstance(
+                stats.get("stage_seconds"), dict)
+        except ValueError:  # not JSON, or not UTF-8
+            whole = False
+        if whole:
             done.add(int(stem))
+        elif warn:
+            log.warning("hm build: %s is damaged; shard %s will be made again", path, stem)
     return done
 
 

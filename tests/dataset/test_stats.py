@@ -139,6 +139,15 @@ def test_without_index_parquet_reads_the_shard_parquets(demo_build, tmp_path, ca
     assert any("index.parquet missing" in n for n in stats["notes"])
 
 
+def test_an_unreadable_index_parquet_reads_the_shard_parquets(demo_build, tmp_path, capsys):
+    root = tmp_path / "shards"
+    shutil.copytree(demo_build, root)
+    (root / "index.parquet").write_bytes(b"x")  # cut short by a full disk, or edited
+    stats = stats_json([str(root)], capsys)
+    assert stats["samples"] == len(pd.read_parquet(demo_build / "index.parquet"))
+    assert any(n.startswith("index.parquet unreadable (") for n in stats["notes"])
+
+
 def test_missing_folder_is_an_error(tmp_path, capsys):
     assert main(["stats", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err

@@ -226,6 +226,21 @@ def _samples(out) -> dict:
     return {r.key: (r.clip_id, r.window, round(r.intensity, 4), r.action) for r in index.itertuples()}
 
 
+def test_a_damaged_shard_marker_has_its_shard_made_again(demo_build, tmp_path, caplog):
+    """A shard's _stats.json is written last and marks it done; one that does not read back (edited, cut by the
+    disk) leaves that shard to be made again, and the build ends with the uninterrupted samples."""
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(demo_build, out)
+    marker = sorted(out.glob("0*_stats.json"))[-1]
+    marker.write_text("{not json")
+    assert main(["build", "--out", str(out), *DEMO_ARGS]) == 0
+    assert f"{marker.name} is damaged; shard {marker.name[:6]} will be made again" in caplog.text
+    assert _samples(out) == _samples(demo_build)
+    assert json.loads(marker.read_text())["clips"] >= 1
+
+
 def test_parts_of_a_killed_run_are_reused_and_nothing_is_doubled(demo_build, tmp_path):
     """A run stopped after some rows were written (parts on disk, no shard assembled): the next run runs only the
     clips whose parts are missing and ends with exactly the uninterrupted samples."""
