@@ -109,14 +109,18 @@ def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
     fs.makedirs(root, exist_ok=True)
     wanted = fingerprint(cfg)
     if fs.exists(fp_path) and fs.exists(inputs_path):
-        have = json.loads(fs.cat(fp_path))
+        try:
+            have = json.loads(fs.cat(fp_path))
+        except ValueError:
+            have = None
+        if not isinstance(have, dict) or not isinstance(have.get("config"), dict):
+            raise _damaged(root, FINGERPRINT, "not the JSON of a build's fingerprint")
         if have.get("config") != wanted:
             diff = sorted(_diff_keys(have.get("config", {}), wanted))
             raise ConfigError(
                 f"{root} holds a build made with a different configuration (differs in: {', '.join(diff[:6])}); "
                 "run the same command to resume it, add --overwrite to start again, or choose another --out")
-        with fs.open(inputs_path, "rb") as f:
-            return pq.read_table(f)
+        return read_inputs(fs, root)
     specs = collect_specs(cfg.sources, pathlib.Path(root))
     if not specs:
         raise ConfigError("the sources yielded no clips; check the source roots (and limits) in the config")
@@ -194,13 +198,30 @@ class Plan:
         return run, held
 
 
+def _damaged(root: str, name: str, what: str) -> ConfigError:
+    return ConfigError(f"{root}/{name} is damaged ({what}); the build cannot be resumed safely without it: add "
+                       "--overwrite to start it again (only the build's own files are removed), or choose another "
+                       "--out")
+
+
+def read_inputs(fs, root: str) -> pa.Table:
+    """The input manifest of a started build (the clips and their shards), checked to be whole."""
+    try:
+        with fs.open(f"{root}/{INPUTS}", "rb") as f:
+            table = pq.read_table(f)
+    except (pa.ArrowException, OSError) as e:
+        raise _damaged(root, INPUTS, str(e).splitlines()[0]) from None
+    missing = {"shard", "clip_index", "source", "clip_id", "static", "spec"} - set(table.column_names)
+    if missing:
+        raise _damaged(root, INPUTS, f"no {', '.join(sorted(missing))} column")
+    return table
+
+
 def looks_complete(fs, root: str) -> bool:
     """Every shard of an existing input manifest is done (a rerun of a finished build needs no workers)."""
     if not fs.exists(f"{root}/{INPUTS}"):
         return False
-    with fs.open(f"{root}/{INPUTS}", "rb") as f:
-        shards = set(pq.read_table(f, columns=["shard"]).column("shard").to_pylist())
-    return shards <= done_shards(fs, root)
+    return set(read_inputs(fs, root).column("shard").to_pylist()) <= done_shards(fs, root)
 
 
 def remove_stale_temporaries(fs, root: str) -> None:

@@ -51,24 +51,39 @@ def part_path(root: str, shard: int, clip_index: int, slot: int, n: int) -> str:
 
 
 def done_shards(fs: fsspec.AbstractFileSystem, root: str, warn: bool = False) -> set[int]:
-    """Shards whose ``_stats.json`` (written last, atomically) reads back whole. A damaged one (edited, or cut by the
-    disk) leaves its shard to be made again, its files replaced, instead of stopping the build at its end."""
+    """Shards whose ``_stats.json`` (written last, atomically) reads back whole, beside their tar and two parquet
+    files (footers read). A shard with a damaged or missing file (edited, deleted, cut by the disk) is made again,
+    its files replaced, instead of stopping every later run at its end."""
     done = set()
     for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
         stem = path.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)]
         if not stem.isdigit():
             continue
-        try:
-            stats = json.loads(fs.cat(path))
-            whole = isinstance(stats, dict) and isinstance(stats.get("clips"), int) and isinstance(
-                stats.get("stage_seconds"), dict)
-        except ValueError:  # not JSON, or not UTF-8
-            whole = False
-        if whole:
+        problem = _shard_problem(fs, f"{root}/{stem}")
+        if problem is None:
             done.add(int(stem))
         elif warn:
-            log.warning("hm build: %s is damaged; shard %s will be made again", path, stem)
+            log.warning("hm build: shard %s: %s; it will be made again", stem, problem)
     return done
+
+
+def _shard_problem(fs: fsspec.AbstractFileSystem, base: str) -> str | None:
+    try:
+        stats = json.loads(fs.cat(f"{base}{STATS_SUFFIX}"))
+    except ValueError:  # not JSON, or not UTF-8
+        stats = None
+    if not (isinstance(stats, dict) and isinstance(stats.get("clips"), int)
+            and isinstance(stats.get("stage_seconds"), dict)):
+        return f"{base}{STATS_SUFFIX} is damaged"
+    if not fs.exists(f"{base}.tar"):
+        return f"{base}.tar is missing"
+    for path in (f"{base}.parquet", f"{base}_rejects.parquet"):
+        try:
+            with fs.open(path, "rb") as f:
+                pq.read_metadata(f)
+        except (pa.ArrowException, OSError):
+            return f"{path} is missing or damaged"
+    return None
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
@@ -237,6 +252,21 @@ def _read_tables(fs: fsspec.AbstractFileSystem, paths: list[str], schema: pa.Sch
     return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
 
 
+def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> dict:
+    """The manifest of earlier runs, or {} (with a warning when one is there but damaged: its history is lost, the
+    shards are not)."""
+    if not fs.exists(path):
+        return {}
+    try:
+        previous = json.loads(fs.cat(path))
+    except ValueError:
+        previous = None
+    if not isinstance(previous, dict) or not isinstance(previous.get("runs", []), list):
+        log.warning("hm build: %s is damaged; it is written anew (the earlier runs' records are lost)", path)
+        return {}
+    return previous
+
+
 def finalize(fs: fsspec.AbstractFileSystem, root: str, run: dict[str, Any], manifest_extra: dict) -> dict:
     """Gather done shards into index.parquet / rejects.parquet and update manifest.json; returns the summary."""
     shards = sorted(done_shards(fs, root))
@@ -255,7 +285,7 @@ def finalize(fs: fsspec.AbstractFileSystem, root: str, run: dict[str, Any], mani
         stage_seconds.update(stats["stage_seconds"])
         clips += stats["clips"]
     manifest_path = f"{root}/manifest.json"
-    previous = json.loads(fs.cat(manifest_path)) if fs.exists(manifest_path) else {}
+    previous = _read_manifest(fs, manifest_path)
     summary = {
         "shards": len(shards),
         "clips": clips,

@@ -226,19 +226,52 @@ def _samples(out) -> dict:
     return {r.key: (r.clip_id, r.window, round(r.intensity, 4), r.action) for r in index.itertuples()}
 
 
-def test_a_damaged_shard_marker_has_its_shard_made_again(demo_build, tmp_path, caplog):
-    """A shard's _stats.json is written last and marks it done; one that does not read back (edited, cut by the
-    disk) leaves that shard to be made again, and the build ends with the uninterrupted samples."""
+@pytest.mark.parametrize("damaged", ["_stats.json", ".parquet", "_rejects.parquet", ".tar (deleted)"])
+def test_a_damaged_shard_file_has_its_shard_made_again(demo_build, tmp_path, caplog, damaged):
+    """A shard's _stats.json is written last and marks it done; if it, or the shard's parquet files, do not read
+    back (edited, cut by the disk), or its tar is gone, the shard is made again, and the build ends with the
+    uninterrupted samples."""
     import shutil
 
     out = tmp_path / "b"
     shutil.copytree(demo_build, out)
-    marker = sorted(out.glob("0*_stats.json"))[-1]
-    marker.write_text("{not json")
+    shard = sorted(out.glob("0*_stats.json"))[-1].name[:6]
+    path = out / f"{shard}{damaged.split()[0]}"
+    if damaged.endswith("(deleted)"):
+        path.unlink()
+    else:
+        path.write_text("{not json")
     assert main(["build", "--out", str(out), *DEMO_ARGS]) == 0
-    assert f"{marker.name} is damaged; shard {marker.name[:6]} will be made again" in caplog.text
+    assert f"shard {shard}: {path}" in caplog.text and "it will be made again" in caplog.text
     assert _samples(out) == _samples(demo_build)
-    assert json.loads(marker.read_text())["clips"] >= 1
+    assert json.loads((out / f"{shard}_stats.json").read_text())["clips"] >= 1
+
+
+@pytest.mark.parametrize("name, content", [("_build.json", "{not json"), ("_build.json", "[]"),
+                                           ("_inputs.parquet", "x")])
+def test_a_damaged_plan_is_one_line_and_overwrite_starts_again(demo_build, tmp_path, capsys, name, content):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(demo_build, out)
+    (out / name).write_text(content)
+    assert main(["build", "--out", str(out), *DEMO_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hm build: error: {out}/{name} is damaged (") and "--overwrite" in err
+    assert len(err.splitlines()) == 1
+    assert main(["build", "--out", str(out), *DEMO_ARGS, "--overwrite"]) == 0
+    assert _samples(out) == _samples(demo_build)
+
+
+def test_a_damaged_manifest_is_written_anew(demo_build, tmp_path, caplog):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(demo_build, out)
+    (out / "manifest.json").write_text("{not json")
+    assert main(["build", "--out", str(out), *DEMO_ARGS]) == 0
+    assert "manifest.json is damaged; it is written anew" in caplog.text
+    assert len(json.loads((out / "manifest.json").read_text())["runs"]) == 1
 
 
 def test_parts_of_a_killed_run_are_reused_and_nothing_is_doubled(demo_build, tmp_path):
