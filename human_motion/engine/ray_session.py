@@ -63,8 +63,8 @@ def joined_runtime_env(verbose: bool = False) -> dict:
     """``ray.init`` arguments for a joined Ray's workers: with ``-v`` the whole ``worker_environment`` (its native
     logs shown); otherwise this checkout on the path only where the package is not installed, and the hub's offline
     mode only where it is set. Nothing else is needed there (their output is not shown, and the face models are
-    quiet by default), and an empty set saves each build the start of its actors' processes (0.6-0.9 s of a 12 s
-    build on 2 cores, a Ray left running by ``ray start``)."""
+    quiet by default), and an empty set saves each build the start of its actors' processes (0.6-1.8 s of a
+    12-15 s build of the dev clips on 2 cores, joined to a Ray left running by ``ray start``)."""
     if verbose:
         return {"runtime_env": {"env_vars": worker_environment(verbose=True)}}
     env = {}
