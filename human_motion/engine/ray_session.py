@@ -86,7 +86,6 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
     import ray
 
     if not ray.is_initialized():
-        env = worker_environment(verbose)
         kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=True,
                       logging_level=logging.INFO if verbose else logging.ERROR)
         address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
@@ -100,7 +99,7 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
                                   f"one with `ray start --head` and join it with --ray-address auto, or unset {where} "
                                   "to let the build start a Ray of its own") from e
         else:
-            with _environ(env):
+            with _environ(worker_environment(verbose)):
                 ray.init(address="local", num_cpus=cfg.ray.num_cpus,
                          object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
     if not verbose:

@@ -50,20 +50,23 @@ def part_path(root: str, shard: int, clip_index: int, slot: int, n: int) -> str:
     return f"{root}/{PARTS}/{shard_name(shard)}/c{clip_index:07d}_{slot:03d}of{n:03d}.tar"
 
 
+def marked_shards(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
+    """Shards with a ``_stats.json``, the file the assembler writes last (not read: see ``done_shards``)."""
+    stems = (path.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for path in fs.glob(f"{root}/*{STATS_SUFFIX}"))
+    return {int(stem) for stem in stems if stem.isdigit()}
+
+
 def done_shards(fs: fsspec.AbstractFileSystem, root: str, warn: bool = False) -> set[int]:
-    """Shards whose ``_stats.json`` (written last, atomically) reads back whole, beside their tar and two parquet
-    files (footers read). A shard with a damaged or missing file (edited, deleted, cut by the disk) is made again,
-    its files replaced, instead of stopping every later run at its end."""
+    """Shards whose ``_stats.json`` reads back whole, beside their tar and two parquet files (footers read). A shard
+    with a damaged or missing file (edited, deleted, cut by the disk) is made again, its files replaced, instead of
+    stopping every later run at its end."""
     done = set()
-    for path in fs.glob(f"{root}/*{STATS_SUFFIX}"):
-        stem = path.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)]
-        if not stem.isdigit():
-            continue
-        problem = _shard_problem(fs, f"{root}/{stem}")
+    for shard in marked_shards(fs, root):
+        problem = _shard_problem(fs, f"{root}/{shard_name(shard)}")
         if problem is None:
-            done.add(int(stem))
+            done.add(shard)
         elif warn:
-            log.warning("hm build: shard %s: %s; it will be made again", stem, problem)
+            log.warning("hm build: shard %s: %s; it will be made again", shard_name(shard), problem)
     return done
 
 
@@ -269,7 +272,7 @@ def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> dict:
 
 def finalize(fs: fsspec.AbstractFileSystem, root: str, run: dict[str, Any], manifest_extra: dict) -> dict:
     """Gather done shards into index.parquet / rejects.parquet and update manifest.json; returns the summary."""
-    shards = sorted(done_shards(fs, root))
+    shards = sorted(marked_shards(fs, root))  # the plan checked the shards it found; the rest were written now
     names = [shard_name(s) for s in shards]
     index = _read_tables(fs, [f"{root}/{n}.parquet" for n in names], INDEX_SCHEMA)
     rejects = _read_tables(fs, [f"{root}/{n}_rejects.parquet" for n in names], REJECTS_SCHEMA)
