@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import tarfile
 import threading
-import time
 
 import pyarrow.parquet as pq
 import pytest
 
 from human_motion.engine import executors
 from human_motion.engine.build import build, initial_record
+from human_motion.stages.base import StageError
 from human_motion.types import ClipSpec, Row
 from tests.conftest import small_build_config
 
@@ -49,21 +49,39 @@ def test_threads_give_the_samples_of_one_thread_byte_for_byte(demo_build, tmp_pa
 
 
 def test_an_error_in_one_thread_stops_the_build_and_no_thread_is_left(monkeypatch):
-    def finish(runner, row):
-        if row.clip_index == 1:
-            raise RuntimeError("clip 1 broke")
-        time.sleep(0.05)
-        return [row.clip_index]
+    """Three threads each take a clip (a barrier holds each in its first clip until all three have one); one clip
+    breaks a stage's contract, a bug that stops a build. The other two finish their clips only once the build waits
+    for its threads, after it has decided to stop: threads not told to stop would go on to the 17 clips still
+    queued. So the error is raised, exactly those three clips were started, and no thread is left."""
+    from human_motion.stages.base import ContractError
+    from human_motion.stages.probe import Probe
 
-    monkeypatch.setattr(executors, "_finish", finish)
-    monkeypatch.setattr(executors, "_local_runner", lambda cfg, out: type("R", (), {"close": lambda self: None})())
-    spec = ClipSpec("folder", "x.mp4", "/nonexistent/x.mp4")
-    rows = [Row(0, i, 1, initial_record(spec)) for i in range(20)]
-    got = []
-    with pytest.raises(RuntimeError, match="clip 1 broke"):
-        for r in executors.run_local(small_build_config(**{"ray.local_threads": 3}), rows):
-            got.append(r)
-    assert len(got) < 20  # stopped, not run to the end
+    first_round = threading.Barrier(3, timeout=60)  # the timeouts only end a test that already failed
+    consumer, joining = threading.get_ident(), threading.Event()
+    real_join = threading.Thread.join
+    started: list[str] = []
+
+    def join(thread, timeout=None):  # the build waits for its threads: it has stopped handing out clips
+        if threading.get_ident() == consumer:
+            joining.set()
+        return real_join(thread, timeout)
+
+    def process(self, row):
+        clip = ClipSpec.from_json(row["spec"]).clip_id
+        started.append(clip)
+        if len(started) <= 3:
+            if first_round.wait() == 0:
+                raise ContractError(f"clip {clip} broke")
+            joining.wait(timeout=60)
+        raise StageError("missing_file", "no such clip")
+
+    monkeypatch.setattr(threading.Thread, "join", join)
+    monkeypatch.setattr(Probe, "process", process)
+    rows = [Row(0, i, 1, initial_record(ClipSpec("folder", f"c{i}", f"/nonexistent/c{i}.mp4"))) for i in range(20)]
+    cfg = small_build_config(**{"ray.local_threads": 3, "stages": "[probe,decode,encode]"})
+    with pytest.raises(ContractError, match=r"clip c\d+ broke"):
+        list(executors.run_local(cfg, rows))
+    assert len(started) == 3, started  # stopped after the clips in hand, not run to the end
     assert not [t for t in threading.enumerate() if t.name.startswith("hm-build-")]
 
 
