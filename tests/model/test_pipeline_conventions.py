@@ -224,25 +224,30 @@ def test_a_missing_folder_that_looks_like_a_hub_id_is_one_line_offline(monkeypat
         MotionCharacterPipeline.from_pretrained("runs/mc")
 
 
-def test_push_to_hub_uploads_the_folder_diffusers_loads(pipe, tmp_path, monkeypatch):
-    """save_pretrained(push_to_hub=True): the uploaded folder already holds pipeline.py and the list _class_name
-    (the Hub itself is replaced by a stand-in: no network here)."""
+def test_push_to_hub_uploads_the_folder_diffusers_loads(pipe, reference, tmp_path, monkeypatch):
+    """save_pretrained(push_to_hub=True): what is uploaded, as it is at the moment of the upload, is a folder that
+    ``DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`` loads as this class, giving the same frames
+    (the Hub itself is replaced by a stand-in that keeps a copy of each upload: no network here)."""
     import types
-    from pathlib import Path
 
     import diffusers.pipelines.pipeline_utils as pipeline_utils
+    from diffusers import DiffusionPipeline
     from huggingface_hub import ModelCard
 
-    uploaded = {}
+    hub = tmp_path / "hub"
 
     def upload(folder, repo_id):
-        uploaded["repo"] = repo_id
-        uploaded["index"] = json.loads((Path(folder) / "model_index.json").read_text())
-        uploaded["pipeline.py"] = (Path(folder) / "pipeline.py").is_file()
+        shutil.copytree(folder, hub / repo_id)  # the folder may be a temporary one, gone after the call
 
     monkeypatch.setattr(pipeline_utils, "create_repo", lambda repo_id, **kw: types.SimpleNamespace(repo_id=repo_id))
     monkeypatch.setattr(pipeline_utils, "load_or_create_model_card", lambda *a, **k: ModelCard("---\n---\n"))
     monkeypatch.setattr(type(pipe), "_upload_folder", lambda self, folder, repo_id, **kw: upload(folder, repo_id))
     pipe.save_pretrained(tmp_path / "pipe", push_to_hub=True, repo_id="me/motion-character")
-    assert uploaded == {"repo": "me/motion-character", "index": uploaded["index"], "pipeline.py": True}
-    assert uploaded["index"]["_class_name"] == ["pipeline", "MotionCharacterPipeline"]
+    assert [p.relative_to(hub).as_posix() for p in hub.glob("*/*")] == ["me/motion-character"]
+    uploaded = hub / "me" / "motion-character"
+    assert json.loads((uploaded / "model_index.json").read_text())["_class_name"] == [
+        "pipeline", "MotionCharacterPipeline"]
+    theirs = DiffusionPipeline.from_pretrained(uploaded, trust_remote_code=True)  # what a Hub user types
+    assert type(theirs) is MotionCharacterPipeline
+    theirs.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(call(theirs, reference).frames, call(pipe, reference).frames)
