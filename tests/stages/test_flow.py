@@ -1,5 +1,6 @@
 """Motion intensity on clips whose motion is known: a real face photo moved k pixels per sampled frame."""
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -53,20 +54,44 @@ def test_intensity_is_reported_at_output_scale_whatever_the_work_resolution():
 
 
 def test_raft_runs_through_the_real_code_path_with_local_weights(tmp_path):
-    """RAFT-small with weights saved to a local file (random init: no download); checks the plumbing."""
+    """RAFT-small with weights saved to a local file (random init: no download). Random weights give no known flow,
+    but the code around the model does: the file's weights are the ones loaded; the model is fed every consecutive
+    pair, in order, scaled to [-1, 1] at the work size, in calls of ``raft_pairs_per_call`` pairs with
+    ``raft_iters`` updates; and a field the model returns (its last update) comes out as the intensity it makes."""
     import torch
     from torchvision.models.optical_flow import raft_small
 
     torch.manual_seed(0)
     path = tmp_path / "raft_small.pth"
-    torch.save(raft_small(weights=None).state_dict(), path)
-    flow = make_flow(FlowConfig(backend="raft_small", raft_weights=str(path), raft_iters=2, device="cpu"))
+    saved = raft_small(weights=None).state_dict()
+    torch.save(saved, path)
+    flow = make_flow(FlowConfig(backend="raft_small", raft_weights=str(path), raft_iters=2, raft_pairs_per_call=2,
+                                device="cpu"))
     assert isinstance(flow, RaftFlow)
-    frames = sampled_pan(4.0)[:3]
-    out = flow(np.stack([f[::4, ::4] for f in frames]))  # 128x128, RAFT's smallest input
-    assert out.shape == (2, 128, 128, 2) and np.isfinite(out).all()
+    assert all(torch.equal(v, saved[k]) for k, v in flow.model.state_dict().items())
+    frames = sampled_pan(4.0)[:4]  # 512 px: 3 pairs, so calls of 2 pairs and 1
+    small = np.stack([f[::4, ::4] for f in frames])  # 128x128, RAFT's smallest input
+    out = flow(small)  # the real model, once
+    assert out.shape == (3, 128, 128, 2) and out.dtype == np.float32 and np.isfinite(out).all()
+
+    calls = []
+
+    def known(a, b, num_flow_updates):
+        """A square of a quarter of the frame's side moves by (3, 4): 5 px per step at the work size."""
+        calls.append((a, b, num_flow_updates))
+        field = torch.zeros(len(a), 2, *a.shape[2:])  # (p, 2, h, w)
+        field[:, 0, 32:64, 64:96], field[:, 1, 32:64, 64:96] = 3.0, 4.0
+        return [torch.full_like(field, 99.0), field]  # RAFT returns every update's estimate; the last one counts
+
+    flow.model = known
     intensity, per_step, maps = measure_intensity(frames, flow, 128, 512)
-    assert np.isfinite(intensity) and per_step.shape == (2,) and maps.shape == (2, 64, 64)
+    assert [(len(a), n) for a, _, n in calls] == [(2, 2), (1, 2)]
+    resized = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in frames])
+    fed = torch.from_numpy(resized).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (t, 3, h, w) in [-1, 1]
+    torch.testing.assert_close(torch.cat([a for a, _, _ in calls]), fed[:-1])
+    torch.testing.assert_close(torch.cat([b for _, b, _ in calls]), fed[1:])
+    assert intensity == pytest.approx(20.0) and per_step == pytest.approx([20.0] * 3)  # 5 px at 128 is 20 at 512
+    assert maps.shape == (3, 64, 64) and (maps[:, 16:32, 32:48] == 20).all() and maps.sum() == 3 * 16 * 16 * 20
 
 
 def test_face_region_motion_ignores_motion_outside_the_face():
