@@ -61,23 +61,42 @@ def test_frame_sampling_at_high_fps():
 
 
 def test_raft_plumbing_with_saved_random_weights(tmp_path, astronaut):
+    """VBenchRaft with random weights the test saves: the file's weights are the ones loaded and the real model runs
+    once. Random weights give no known flow, but the code around the model does: a stand-in network that records
+    its inputs and returns known fields shows every consecutive pair of the padded frames fed in order, scaled to
+    [-1, 1], in batches of ``batch_pairs`` with ``iters`` updates, and each field's last update scored as VBench
+    scores it."""
     import cv2
     import torch
     from torchvision.models.optical_flow import raft_small
 
     torch.manual_seed(0)
-    torch.save(raft_small(weights=None).state_dict(), tmp_path / "raft_small.pth")
+    saved = raft_small(weights=None).state_dict()
+    torch.save(saved, tmp_path / "raft_small.pth")
     raft = VBenchRaft("raft_small", str(tmp_path / "raft_small.pth"), iters=2, batch_pairs=2)
-    frames = np.stack([cv2.resize(astronaut, (128, 128))] * 3)
-    seen = {}
+    assert all(torch.equal(v, saved[k]) for k, v in raft.model.state_dict().items())
+    out = raft(np.stack([cv2.resize(astronaut, (128, 128))] * 2))
+    assert out.shape == (1, 128, 128, 2) and out.dtype == np.float32 and np.isfinite(out).all()
 
-    def recording(x):
-        seen["flows"] = raft(x)
-        return seen["flows"]
+    frames = np.stack([cv2.resize(f, (130, 124)) for f in pan_video(astronaut, 8, num_frames=4)])  # padded: 128x136
+    calls, speeds = [], [(3.0, 4.0), (0.0, 2.0), (6.0, 8.0)]  # 5, 2 and 10 px, pair by pair
 
-    result = dynamic_degree(frames, 8.0, recording)
-    assert seen["flows"].shape == (2, 128, 128, 2) and np.isfinite(seen["flows"]).all()
-    assert len(result["pair_scores"]) == 2 and isinstance(result["dynamic"], bool)
+    def known(a, b, num_flow_updates):
+        calls.append((a, b, num_flow_updates))
+        done = sum(len(x) for x, _, _ in calls[:-1])
+        field = torch.zeros(len(a), 2, *a.shape[2:])  # (p, 2, h, w)
+        for i, (dx, dy) in enumerate(speeds[done:done + len(a)]):
+            field[i, 0], field[i, 1] = dx, dy
+        return [torch.full_like(field, 99.0), field]  # RAFT returns every update's estimate; the last one counts
+
+    raft.model = known
+    result = dynamic_degree(frames, 8.0, raft)
+    assert [(len(a), n) for a, _, n in calls] == [(2, 2), (1, 2)]
+    fed = torch.from_numpy(pad_to_multiple(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (t, 3, 128, 136)
+    torch.testing.assert_close(torch.cat([a for a, _, _ in calls]), fed[:-1])
+    torch.testing.assert_close(torch.cat([b for _, b, _ in calls]), fed[1:])
+    assert result["pair_scores"] == [5.0, 2.0, 10.0]
+    assert result["threshold_px"] == pytest.approx(6.0 * 124 / 256) and result["pairs_above"] == 2
 
 
 # --- Motion Smoothness: the scoring logic only, with a TRIVIAL interpolator (the mean of the two neighbours).
@@ -105,8 +124,11 @@ def test_smoothness_scoring_known_error():
 
 @pytest.mark.slow
 def test_amt_interpolator_plumbing_with_random_weights(tmp_path, astronaut):
-    """AmtInterpolator on VBench's own AMT-S code with random weights the test saves (plumbing only: random weights
-    interpolate nothing sensible). Runs where `pip install vbench omegaconf` was done; skipped otherwise."""
+    """AmtInterpolator on VBench's own AMT-S code with random weights the test saves: the file's weights are the ones
+    loaded and the real network runs once. Random weights interpolate nothing sensible, but the code around the
+    network has known answers: a stand-in that returns the mean of its two inputs shows frames fed in [0, 1], padded
+    to a multiple of 16 (100x90 -> 112x96), at t = 0.5 and scale 1 on the CPU, and the middle frame unpadded back to
+    uint8 pixels, the mean of its neighbours. Runs where `pip install vbench omegaconf` was done; skipped otherwise."""
     import os
 
     import cv2
@@ -122,9 +144,29 @@ def test_amt_interpolator_plumbing_with_random_weights(tmp_path, astronaut):
 
     config = os.path.join(os.path.dirname(vbench.__file__), "third_party", "amt", "cfgs", "AMT-S.yaml")
     torch.manual_seed(0)
-    torch.save({"state_dict": build_from_cfg(OmegaConf.load(config).network).state_dict()}, tmp_path / "amt-s.pth")
+    saved = build_from_cfg(OmegaConf.load(config).network).state_dict()
+    torch.save({"state_dict": saved}, tmp_path / "amt-s.pth")
     interpolate = AmtInterpolator(config, str(tmp_path / "amt-s.pth"), "cpu")
-    frame = cv2.resize(astronaut, (96, 80))  # not a multiple of 16: padded and unpadded again
-    middle = interpolate(frame, frame)
-    assert middle.shape == frame.shape and middle.dtype == np.uint8
-    assert motion_smoothness(np.stack([frame] * 5), interpolate)["interpolated_frames"] == 2
+    assert all(torch.equal(v, saved[k]) for k, v in interpolate.model.state_dict().items())
+    a, b = (cv2.resize(f, (100, 90)) for f in pan_video(astronaut, 16, num_frames=2))  # not multiples of 16
+    middle = interpolate(a, b)  # the real network, once
+    assert middle.shape == a.shape and middle.dtype == np.uint8
+
+    calls = []
+
+    def mean_of_inputs(in0, in1, embt, scale_factor, eval):
+        calls.append((in0, in1, float(embt.flatten()[0]), scale_factor, eval))
+        return {"imgt_pred": (in0 + in1) / 2}
+
+    interpolate.model = mean_of_inputs
+    middle = interpolate(a, b)
+    ((in0, in1, t, scale, eval_mode),) = calls
+    assert in0.shape == in1.shape == (1, 3, 96, 112) and (t, scale, eval_mode) == (0.5, 1.0, True)
+    for fed, frame in ((in0, a), (in1, b)):
+        inner = fed[0, :, 3:93, 6:106].permute(1, 2, 0).numpy()  # the padding split evenly: 3 + 3 rows, 6 + 6 columns
+        np.testing.assert_allclose(inner, frame / 255.0, atol=1e-6)
+    expected = (a.astype(np.float64) + b) / 2
+    assert middle.shape == a.shape and middle.dtype == np.uint8
+    assert np.abs(middle - expected).max() <= 1.0  # uint8 rounding of the mean
+    smooth = motion_smoothness(np.stack([a, expected.astype(np.uint8), b]), interpolate)
+    assert smooth["interpolated_frames"] == 1 and smooth["motion_smoothness"] > 254 / 255
