@@ -228,10 +228,14 @@ def verify_shard(root: str, name: str, cfg: VerifyConfig = VerifyConfig()) -> Sh
     base = base.rstrip("/")
     report = ShardReport(name)
     tar_path = f"{base}/{name}.tar"
-    if not fs.exists(f"{base}/{name}{STATS_SUFFIX}"):
+    stats = _read_stats(fs, f"{base}/{name}{STATS_SUFFIX}", report)
+    if stats is None and not report.problems:
         report.problems.append(f"{name}.tar: has no {name}{STATS_SUFFIX} (the sink writes it last: unfinished shard?)")
     if not fs.exists(tar_path):
-        report.problems.append(f"{name}.tar: missing ({name}{STATS_SUFFIX} exists)")
+        if isinstance(stats, dict) and stats.get("samples") == 0:  # a shard whose every clip was rejected: no tar
+            _check_shard_files(fs, base, name, report, stats)
+        else:
+            report.problems.append(f"{name}.tar: missing ({name}{STATS_SUFFIX} exists)")
         return report
     key, members, done, current = None, {}, set(), "the first header"
     try:
@@ -264,23 +268,33 @@ def verify_shard(root: str, name: str, cfg: VerifyConfig = VerifyConfig()) -> Sh
         report.problems.append(f"{name}.tar: truncated or corrupt at {current}: {e}")
     if key is not None:  # the last sample (or the one a read error cut short)
         _flush(report, key, members, cfg)
-    _check_shard_files(fs, base, name, report)
+    _check_shard_files(fs, base, name, report, stats)
     return report
 
 
-def _check_shard_files(fs, base: str, name: str, report: ShardReport) -> None:
-    """The sink's other per-shard files: the index and rejects parquets, and a _stats.json that counts the tar's
-    samples."""
-    for part in (f"{name}.parquet", f"{name}_rejects.parquet"):
-        if not fs.exists(f"{base}/{part}"):
-            report.problems.append(f"{name}.tar: has no {part}")
-    path = f"{base}/{name}{STATS_SUFFIX}"
+def _read_stats(fs, path: str, report: ShardReport) -> dict | None:
+    """A shard's _stats.json (None when it is missing; a problem when it does not read back)."""
     if not fs.exists(path):
-        return
+        return None
     try:
         stats = json.loads(fs.cat(path))
     except ValueError as e:
-        report.problems.append(f"{name}{STATS_SUFFIX}: not valid JSON: {e}")
+        report.problems.append(f"{path.rsplit('/', 1)[-1]}: not valid JSON: {e}")
+        return None
+    return stats if isinstance(stats, dict) else {}
+
+
+def _check_shard_files(fs, base: str, name: str, report: ShardReport, stats: dict | None) -> None:
+    """The sink's other per-shard files: the index parquet (a shard with samples), the rejects parquet (a shard
+    with rejections, or of a build that wrote one for every shard), and a _stats.json that counts the tar's
+    samples."""
+    needed = [f"{name}.parquet"] if report.samples or (stats or {}).get("samples") else []
+    if stats is None or stats.get("rejects", 1) > 0:
+        needed.append(f"{name}_rejects.parquet")
+    for part in needed:
+        if not fs.exists(f"{base}/{part}"):
+            report.problems.append(f"{name}.tar: has no {part}")
+    if stats is None:
         return
     if stats.get("samples") != len(report.samples):
         report.problems.append(f"{name}{STATS_SUFFIX}: says {stats.get('samples')} samples, "

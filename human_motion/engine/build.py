@@ -22,12 +22,16 @@ from human_motion import __version__
 from human_motion.config import to_dict
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig
-from human_motion.engine.executors import initial_record, run_local, run_ray, start_pool, stop_actors
-from human_motion.engine.ray_session import init_ray
+from human_motion.engine.executors import (initial_record, pool_size, run_local, run_ray, run_tasks_local,
+                                           start_pool, stop_actors, task_clips)
 from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_complete, prepare_inputs,
                                       remove_stale_temporaries)
 from human_motion.engine.progress import Progress
-from human_motion.engine.writer import PartWriter, assemble_shard, finalize, result_of, write_atomic
+from human_motion.engine.ray_session import init_ray
+from human_motion.engine.shards import assemble_shard, finalize, read_manifest
+from human_motion.engine.storage import listing, write_atomic
+from human_motion.engine.tasks import TaskPlanner
+from human_motion.engine.writer import PartWriter
 from human_motion.types import Row
 
 log = logging.getLogger("human_motion")
@@ -58,24 +62,24 @@ class ShardAssembler:
     driver). It holds no CPU and starts with the build, so it is warm when the first shard completes; killed half
     way through a shard, it is restarted and the shard assembled again (its files are renamed into place)."""
 
-    def assemble(self, out: str, shard: int, expected: int) -> int:
+    def assemble(self, out: str, shard: int, expected: int) -> dict:
         return assemble_shard(out, shard, expected)
 
 
 class Assembler:
     """Assembles complete shards: on the assembler actor (on Ray), or here with no Ray."""
 
-    def __init__(self, out: str, expected: dict[int, int], actor, progress: Progress, total: int):
-        self.out, self.expected, self.actor, self.progress = out, expected, actor, progress
+    def __init__(self, out: str, plan: Plan, actor, progress: Progress):
+        self.out, self.plan, self.actor, self.progress = out, plan, actor, progress
         self.pending: dict = {}
         self.written: list[int] = []
-        self.total = total
+        self.total = len(plan.todo_shards)
 
     def submit(self, shard: int) -> None:
         if self.actor is None:
-            self._done(assemble_shard(self.out, shard, self.expected[shard]))
+            self._done(assemble_shard(self.out, shard, self.plan.expected[shard]))
             return
-        self.pending[self.actor.assemble.remote(self.out, shard, self.expected[shard])] = shard
+        self.pending[self.actor.assemble.remote(self.out, shard, self.plan.expected[shard])] = shard
         self.poll()
 
     def poll(self, wait: bool = False) -> None:
@@ -89,9 +93,12 @@ class Assembler:
             del self.pending[ref]
             self._done(ray.get(ref))
 
-    def _done(self, shard: int) -> None:
-        self.written.append(shard)
-        self.progress.note(f"hm build: shard {shard:06d} written ({len(self.written)}/{self.total} to do)")
+    def _done(self, stats: dict) -> None:
+        self.plan.add(stats)
+        self.written.append(int(stats["shard"]))
+        what = f"{stats['samples']} samples" if stats["samples"] else "no samples: no tar"
+        self.progress.note(f"hm build: shard {stats['shard']} written, {what} ({len(self.written)}/{self.total} "
+                           "to do)")
 
 
 def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler: Assembler,
@@ -105,9 +112,11 @@ def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler:
     handle, name = journal or (None, None)
     writer = PartWriter(out)
     while True:
-        run, held = plan.pending(quarantine)
         tracker = ShardTracker(plan)
-        rows = [Row(shard, clip, 1, initial_record(spec)) for shard, clip, spec in run]
+        held = [clip for quarantined, clip in plan.pending(quarantine) if quarantined]
+        runnable = (clip for quarantined, clip in plan.pending(quarantine) if not quarantined)
+        workers = pool_size(cfg) if handle is not None else cfg.ray.in_process_threads()
+        planner = TaskPlanner(runnable, plan.count_pending() - len(held), workers, task_clips(cfg))
         try:
             if handle is not None:
                 import ray
@@ -116,9 +125,10 @@ def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler:
             for shard, clip, spec in held:  # a small rejection part, written here
                 row = crashes.quarantined_row(Row(shard, clip, 1, initial_record(spec)),
                                               quarantine[crashes.clip_key(shard, clip)])
-                writer(row)
-                _count(result_of(row), tracker, assembler, progress)
-            results = run_ray(cfg, rows, out, name, pool) if handle is not None else run_local(cfg, rows, out)
+                for result in writer.write_task([row]):
+                    _count(result, tracker, assembler, progress)
+            results = run_ray(cfg, planner, out, name, pool) if handle is not None else \
+                run_tasks_local(cfg, planner, out)
             pool = None  # stopped when the pass ends, whatever its end
             for result in results:
                 _count(result, tracker, assembler, progress)
@@ -128,13 +138,12 @@ def run_passes(cfg: BuildConfig, fs, root: str, out: str, plan: Plan, assembler:
             if not new:
                 raise
         for key, entry in new.items():
-            entry["clip_id"] = next((r.record["clip_id"] for r in rows if crashes.row_key(r) == key), "?")
+            entry["clip_id"] = plan.clip_id(int(key.split(":")[1]))
             progress.note(f"hm build: clip {key} ({entry['clip_id']}) crashed its worker {entry['crashes']} times "
                           f"in stage {entry['stage']}: quarantined as {crashes.CRASH_REASON}")
         quarantine.update(new)
         write_atomic(fs, f"{root}/{crashes.QUARANTINE}", json.dumps(quarantine, indent=1).encode())
         assembler.poll(wait=True)
-        plan.done |= set(assembler.written)
         plan.refresh()
 
 
@@ -163,13 +172,15 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
         if kept:
             log.warning("hm build: kept %d file(s) in %s that are not the build's: %s", len(kept), root,
                         ", ".join(kept[:5]))
-        remove_stale_temporaries(fs, root)
-        use_ray = cfg.ray.address != "local" and not looks_complete(fs, root)
+        sizes = listing(fs, root)  # the one listing of the folder this run reads
+        remove_stale_temporaries(fs, root, sizes)
+        previous = read_manifest(fs, root, sizes)
+        use_ray = cfg.ray.address != "local" and not looks_complete(sizes, previous)
         journal = actor = pool = None
         with concurrent.futures.ThreadPoolExecutor(1) as planner:
             # Ray starts (seconds), and its actors import and load their models, while the sources are read and
             # the manifest written; ray.init itself must run in the main thread.
-            planned = planner.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root)))
+            planned = planner.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root), sizes, previous))
             if use_ray:
                 import ray
 
@@ -179,28 +190,41 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
                 journal = crashes.start_journal(name)
                 actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
             plan = planned.result()
-        run, _ = plan.pending({})
-        print(f"hm build: {plan.inputs.num_rows} clips in {len(plan.expected)} shards; {len(plan.done)} shards done, "
-              f"{len(plan.todo_shards)} to do ({len(run)} clips to run)", file=console, flush=True)
-        progress = Progress(len(run), cfg.progress, console)
-        assembler = Assembler(out, dict(plan.expected), actor, progress, len(plan.todo_shards))
+        to_run = plan.count_pending()
+        print(f"hm build: {_plan_line(fs, root, plan, to_run)}", file=console, flush=True)
+        progress = Progress(to_run, cfg.progress, console)
+        assembler = Assembler(out, plan, actor, progress)
         try:
             for shard in plan.ready_shards():  # every clip already written by a run that was stopped
                 assembler.submit(shard)
             if len(assembler.written) + len(assembler.pending) < len(plan.todo_shards):
                 run_passes(cfg, fs, root, out, plan, assembler, progress, journal, pool)
+                pool = None
             assembler.poll(wait=True)
         finally:
             progress.close()
             if journal is not None:
                 stop_actors([journal[0], actor, *(pool or ())])  # a pool that ran is stopped already
-        missing = sorted(set(plan.todo_shards) - set(assembler.written))
-        if missing:
+        if plan.todo_shards:
+            missing = plan.todo_shards
             raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")
-        write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
+        if "config.yaml" not in sizes or plan.todo_shards or assembler.written:
+            write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
         run_info = {"started": started, "seconds": round(time.time() - started, 2),
-                    "shards_written": len(assembler.written), "argv": sys.argv}
-        return finalize(fs, root, run_info, {"config": to_dict(cfg), "versions": _versions()})
+                    "shards_written": len(assembler.written), "argv": sys.argv, "complete": True}
+        changed = set(assembler.written) | plan.read_back
+        return finalize(fs, root, plan.shards, changed, previous, sizes,
+                        run_info, {"config": to_dict(cfg), "versions": _versions()})
+
+
+def _plan_line(fs, root: str, plan: Plan, to_run: int) -> str:
+    """What the plan found: clips, those the sources rejected (by reason), shards done and to do."""
+    line = f"{plan.inputs.num_rows + plan.source_rejects} clips"
+    if plan.source_rejects:
+        by = ", ".join(f"{k} {v}" for k, v in plan.source_reasons.most_common(3))
+        line += f" ({plan.source_rejects} rejected by their source, recorded without running: {by})"
+    return (f"{line}; {plan.inputs.num_rows} to build in {len(plan.expected)} shards; {len(plan.done)} shards done, "
+            f"{len(plan.todo_shards)} to do ({to_run} clips to run)")
 
 
 def _versions() -> dict:

@@ -15,6 +15,11 @@ marks them all in flight, so a crash there counts against every clip of the batc
 the rows that were in flight when a worker died one at a time (``Stage.in_flight_batches``): only the clip that
 crashes again reaches ``MIN_CRASHES``, and its batch-mates are built normally in the next pass.
 
+To keep cheap rows cheap, a worker does not tell the journal about every row and stage: it begins a whole task
+(the clips it was handed, engine/tasks.py) in one call that also says which of them are suspects, and ends it in
+one call. Only suspects (clips begun and never finished before) are then journaled stage by stage, so the crash
+that makes a clip poisoned is always recorded with its stage.
+
 With ``ray.max_retries: 0`` a crash is never retried, so no clip can be told apart from its bystanders: the build
 stops at the first crash, as it always did. Builds with ``ray.address: local`` run in one process, which a crash
 ends; the quarantine written by an earlier Ray run is still honoured there.
@@ -69,6 +74,16 @@ class CrashJournal:
         with self.lock:
             self.ended.update(set(keys))
 
+    def start(self, keys: list[str], stage: str) -> list[bool]:
+        """A worker takes a task: returns which clips are suspects (``suspects``), and begins the others."""
+        with self.lock:
+            flags = [self.begun[k] > self.ended[k] for k in keys]
+            fresh = {k for k, f in zip(keys, flags) if not f}
+            self.begun.update(fresh)
+            for k in fresh:
+                self.stage[k] = stage
+            return flags
+
     def suspects(self, keys: list[str]) -> list[bool]:
         """For each key: was it begun before and never finished (its worker died while it was in flight)?"""
         with self.lock:
@@ -96,7 +111,10 @@ def start_journal(name: str):
 
 class JournalClient:
     """What a stage on a Ray actor holds: blocking calls, so a crash right after ``begin`` cannot lose it. The
-    journal is looked up by name at the first call, so the stages' actors may start before it."""
+    journal is looked up by name at the first call, so the stages' actors may start before it.
+
+    Between ``start_task`` and ``end_task`` the clips of the task that are not suspects are *covered*: the stages'
+    ``begin``/``end`` for them cost no call, and ``suspects`` is answered here."""
 
     def __init__(self, name: str):
         import ray
@@ -104,6 +122,22 @@ class JournalClient:
         self._ray = ray
         self._name = name
         self._handle = None
+        self.covered: set[str] = set()
+        self.suspect: set[str] | None = None  # the task's suspects; None outside a task
+
+    def start_task(self, rows: list[Row]) -> None:
+        keys = [row_key(r) for r in rows]
+        flags = self._ray.get(self._actor.start.remote(keys, "task"))
+        self.covered = {k for k, f in zip(keys, flags) if not f}
+        self.suspect = {k for k, f in zip(keys, flags) if f}
+
+    def end_task(self) -> None:
+        if self.covered:
+            self._ray.get(self._actor.end.remote(sorted(self.covered)))
+        self.covered, self.suspect = set(), None
+
+    def _uncovered(self, rows: list[Row]) -> list[str]:
+        return [k for k in (row_key(r) for r in rows) if k not in self.covered]
 
     @property
     def _actor(self):
@@ -112,12 +146,18 @@ class JournalClient:
         return self._handle
 
     def begin(self, rows: list[Row], stage: str) -> None:
-        self._ray.get(self._actor.begin.remote([row_key(r) for r in rows], stage))
+        keys = self._uncovered(rows)
+        if keys:
+            self._ray.get(self._actor.begin.remote(keys, stage))
 
     def end(self, rows: list[Row]) -> None:
-        self._ray.get(self._actor.end.remote([row_key(r) for r in rows]))
+        keys = self._uncovered(rows)
+        if keys:
+            self._ray.get(self._actor.end.remote(keys))
 
     def suspects(self, rows: list[Row]) -> list[bool]:
+        if self.suspect is not None:
+            return [row_key(r) in self.suspect for r in rows]
         return self._ray.get(self._actor.suspects.remote([row_key(r) for r in rows]))
 
 

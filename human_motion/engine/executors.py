@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig
+from human_motion.engine.tasks import BUDGET_S, Clip, TaskPlanner
 from human_motion.engine.writer import PartWriter
 from human_motion.stages.base import Stage
 from human_motion.stages.dataflow import DATAFLOW
@@ -41,22 +43,44 @@ def initial_record(spec: ClipSpec | str) -> dict:
 
 
 class StepRunner:
-    """A run of consecutive steps, built once per worker: ``__call__`` takes a Ray Data batch of rows and returns
-    the rows after the steps, or (with ``out``) the results of writing them as parts."""
+    """A run of consecutive steps, built once per worker. ``run_task`` runs a task of clips (engine/tasks.py) and
+    writes it as one part; ``__call__`` takes a Ray Data batch of rows and returns the rows after the steps, or
+    (with ``out``) the results of writing each as a part."""
 
     def __init__(self, steps: list[type[Stage]], sections: list, journal: str | None = None, out: str | None = None):
         self.stages = [step(section) for step, section in zip(steps, sections)]
-        if journal:
-            client = crashes.JournalClient(journal)
-            for stage in self.stages:
-                if not isinstance(stage, Select):  # select steps only compare numbers: nothing to crash
-                    stage.journal = client
+        self.journal = crashes.JournalClient(journal) if journal else None
+        for stage in self.stages:
+            if self.journal and not isinstance(stage, Select):  # select steps only compare numbers
+                stage.journal = self.journal
         self.writer = PartWriter(out) if out else None
+        self.chunk = max([getattr(s.cfg, "batch_size", 1) for s in self.stages] + [1])
 
     def run(self, rows: list[Row]) -> list[Row]:
         for stage in self.stages:
             rows = stage.process_rows(rows)
         return rows
+
+    def run_task(self, task: list[Clip], budget_s: float = BUDGET_S) -> dict:
+        """Run the clips of ``task`` (``chunk`` at a time, the largest batch a stage asks for) until done or past
+        ``budget_s``, and write what ran as one part. Returns the write results, the clips not started (for the
+        driver to hand out again), and the seconds taken (to size the next tasks)."""
+        start = time.perf_counter()
+        rows = [Row(shard, clip, 1, initial_record(spec)) for shard, clip, spec in task]
+        done: list[Row] = []
+        ran = 0
+        if self.journal:
+            self.journal.start_task(rows)
+        try:
+            while ran < len(rows) and (ran == 0 or time.perf_counter() - start < budget_s):
+                done += self.run(rows[ran:ran + self.chunk])
+                ran += len(rows[ran:ran + self.chunk])
+        finally:
+            if self.journal:
+                self.journal.end_task()
+        results = self.writer.write_task(done) if done else []
+        return {"results": [tuple(r[k] for k in RESULT_KEYS) for r in results], "left": task[ran:],
+                "clips": ran, "seconds": time.perf_counter() - start}
 
     def __call__(self, batch: dict) -> dict:
         rows = self.run(rows_from_batch(batch))
@@ -87,27 +111,47 @@ class RayStepRunner(StepRunner):
         steps = [DATAFLOW[i] for i in step_ids]
         super().__init__(steps, [cfg.section(s) for s in steps], journal, out)
 
-    def run_batch(self, batch: dict) -> dict:
-        """The actor method of the plain pool (Ray Data calls the instance itself)."""
-        return self(batch)
+    def run_batch(self, task: list[Clip], budget_s: float = BUDGET_S) -> dict:
+        """The actor method of the plain pool: one task (Ray Data calls the instance itself, with rows)."""
+        return self.run_task(task, budget_s)
 
 
-def run_local(cfg: BuildConfig, rows: list[Row], out: str | None = None) -> Iterator:
-    """The steps in this process; yields finished rows, or write results with ``out``.
+def run_local(cfg: BuildConfig, rows: list[Row]) -> Iterator[Row]:
+    """The steps in this process on ``rows``, without writing (tests, debugging, the reference face): yields the
+    finished rows, ``ray.local_threads`` clips at a time (see ``run_tasks_local``)."""
+    pending: queue.SimpleQueue = queue.SimpleQueue()
+    for row in rows:
+        pending.put(row)
 
-    ``ray.local_threads`` clips at a time, each thread with a ``StepRunner`` of its own (no model is shared between
-    threads; the decoders and models release the GIL, so two threads are ~1.3x faster on 2 cores). Results come in
-    the order clips finish, as on Ray; the samples do not depend on which thread ran a clip."""
-    threads = max(1, min(cfg.ray.in_process_threads(), len(rows)))
-    if threads == 1:  # in this thread: a stop after N results leaves nothing running ahead of the consumer
-        runner = _local_runner(cfg, out)
+    def take() -> Row | None:
         try:
-            for row in rows:
-                yield from _finish(runner, row)
-        finally:
-            runner.close()
-        return
-    yield from _run_threads(cfg, rows, out, threads)
+            return pending.get_nowait()
+        except queue.Empty:
+            return None
+
+    threads = max(1, min(cfg.ray.in_process_threads(), len(rows)))
+    yield from _run_threads(cfg, None, threads, take, lambda runner, row: runner.run([row]))
+
+
+def run_tasks_local(cfg: BuildConfig, planner: TaskPlanner, out: str) -> Iterator[dict]:
+    """The build in this process: ``ray.local_threads`` threads take tasks from ``planner``, each with a
+    ``StepRunner`` of its own (no model is shared between threads; the decoders and models release the GIL, so two
+    threads are ~1.3x faster on 2 cores), and write each task as a part. Yields one result per row, in the order
+    tasks finish, as on Ray; the samples do not depend on which thread ran a clip."""
+
+    def work(runner: StepRunner, task: list[Clip]) -> list[dict]:
+        return _task_done(planner, runner.run_task(task))
+
+    threads = max(1, min(cfg.ray.in_process_threads(), planner.total))
+    yield from _run_threads(cfg, out, threads, planner.next_task, work)
+
+
+def _task_done(planner: TaskPlanner, answer: dict) -> list[dict]:
+    """What a worker's ``run_task`` answered: the planner learns its cost and gets back the clips it left."""
+    planner.observe(answer["clips"], answer["seconds"])
+    if answer["left"]:
+        planner.give_back(answer["left"])
+    return [dict(zip(RESULT_KEYS, r)) for r in answer["results"]]
 
 
 def _local_runner(cfg: BuildConfig, out: str | None) -> StepRunner:
@@ -115,30 +159,28 @@ def _local_runner(cfg: BuildConfig, out: str | None) -> StepRunner:
     return StepRunner(steps, [cfg.section(s) for s in steps], out=out)
 
 
-def _finish(runner: StepRunner, row: Row) -> list:
-    done = runner.run([row])
-    return [runner.writer(r) for r in done] if runner.writer else done
-
-
-def _run_threads(cfg: BuildConfig, rows: list[Row], out: str | None, threads: int) -> Iterator:
-    """``run_local`` with ``threads`` worker threads taking clips from one queue. An error in one stops the others
-    after their current clip and is raised here; so is a stop of this generator (Ctrl-C), which waits for them."""
-    todo: queue.SimpleQueue = queue.SimpleQueue()
-    for row in rows:
-        todo.put(row)
+def _run_threads(cfg: BuildConfig, out: str | None, threads: int, take: Callable, work: Callable) -> Iterator:
+    """``threads`` threads, each with its own ``StepRunner``, doing ``work(runner, item)`` on the items ``take()``
+    gives until it gives None. With one thread, in this thread (a stop after N results leaves nothing running
+    ahead of the consumer). An error in one thread stops the others after their current item and is raised here;
+    so is a stop of this generator (Ctrl-C), which waits for them."""
+    if threads == 1:
+        runner = _local_runner(cfg, out)
+        try:
+            while (item := take()) is not None:
+                yield from work(runner, item)
+        finally:
+            runner.close()
+        return
     done: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
 
-    def work() -> None:
+    def loop() -> None:
         runner = None
         try:
             runner = _local_runner(cfg, out)
-            while not stop.is_set():
-                try:
-                    row = todo.get_nowait()
-                except queue.Empty:
-                    break
-                done.put(("rows", _finish(runner, row)))
+            while not stop.is_set() and (item := take()) is not None:
+                done.put(("items", work(runner, item)))
         except BaseException as e:  # noqa: BLE001 - handed to the generator, which raises it
             done.put(("error", e))
         finally:
@@ -146,7 +188,7 @@ def _run_threads(cfg: BuildConfig, rows: list[Row], out: str | None, threads: in
                 runner.close()
             done.put(("exit", None))
 
-    workers = [threading.Thread(target=work, name=f"hm-build-{i}", daemon=True) for i in range(threads)]
+    workers = [threading.Thread(target=loop, name=f"hm-build-{i}", daemon=True) for i in range(threads)]
     for w in workers:
         w.start()
     try:
@@ -197,19 +239,32 @@ def _cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 1))
 
 
-def run_ray(cfg: BuildConfig, rows: list[Row], out: str, journal: str, pool: list | None = None) -> Iterator[dict]:
-    """Stream rows through the steps on Ray; every stage reports the rows it works on to the crash journal actor
-    named ``journal`` (engine/crashes.py). Yields one write result per finished row. When every step runs in one
-    fused CPU actor (the default without GPUs), a plain pool of those actors (``pool``, from ``start_pool``, or
-    new ones); with GPU stages, Ray Data operators. The pool's actors are stopped when the rows are done."""
+def run_ray(cfg: BuildConfig, planner: TaskPlanner, out: str, journal: str, pool: list | None = None
+            ) -> Iterator[dict]:
+    """Run the planner's clips through the steps on Ray; yields one write result per finished row. When every step
+    runs in one fused CPU actor (the default without GPUs), a plain pool of those actors (``pool``, from
+    ``start_pool``, or new ones) takes tasks; with GPU stages, Ray Data operators stream rows. The crash journal
+    actor named ``journal`` is told which clips are in flight (engine/crashes.py). The pool's actors are stopped
+    when the clips are done."""
     from human_motion.config import to_dict
 
     groups = operators(cfg, cfg.steps())
     if len(groups) == 1:
-        yield from run_actor_pool(pool or _pool_actors(cfg, groups[0], out, journal), groups[0][1]["batch_size"],
-                                  rows)
+        yield from run_actor_pool(pool or _pool_actors(cfg, groups[0], out, journal), planner)
     else:
+        rows = [Row(shard, clip, 1, initial_record(spec)) for task in planner for shard, clip, spec in task]
         yield from run_ray_data(to_dict(cfg), groups, rows, out, journal, cfg.ray.max_retries, cfg.ray.progress)
+
+
+def task_clips(cfg: BuildConfig) -> int:
+    """The fewest clips in a task: the largest batch a stage of the build asks for."""
+    return max([getattr(cfg.section(s), "batch_size", 1) for s in cfg.steps()] + [1])
+
+
+def pool_size(cfg: BuildConfig) -> int:
+    """Workers that take tasks: the fused pool's actors on Ray."""
+    groups = operators(cfg, cfg.steps())
+    return groups[0][1]["concurrency"] if len(groups) == 1 else 1
 
 
 def start_pool(cfg: BuildConfig, out: str, journal: str) -> list | None:
@@ -247,26 +302,26 @@ def _pool_actors(cfg: BuildConfig, group: tuple, out: str, journal: str) -> list
     return [actor.remote(**kwargs) for _ in range(res["concurrency"])]
 
 
-def run_actor_pool(pool: list, batch_size: int, rows: list[Row]) -> Iterator[dict]:
-    """One operator on ``pool``: each actor is sent ``batch_size`` rows a call and at most two calls at a time
-    (clips differ in cost, 1 to 4 windows: a deep queue leaves one actor with the long tail). Ray Data's own
-    actors (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+def run_actor_pool(pool: list, planner: TaskPlanner) -> Iterator[dict]:
+    """One operator on ``pool``: each actor is sent a task at a time, at most two in flight (clips differ in cost,
+    and a deep queue leaves one actor with the long tail; engine/tasks.py sizes the tasks). Ray Data's own actors
+    (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
     import ray
 
-    todo = [batch_from_rows(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
-    todo.reverse()
     in_flight: dict = {}
     load = [0] * len(pool)
     try:
-        while todo or in_flight:
+        while True:
             for i, a in enumerate(pool):
-                while load[i] < 2 and todo:
-                    in_flight[a.run_batch.remote(todo.pop())] = i
+                while load[i] < 2 and (task := planner.next_task()) is not None:
+                    in_flight[a.run_batch.remote(task)] = i
                     load[i] += 1
+            if not in_flight:
+                return
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 load[in_flight.pop(ref)] -= 1
-                yield from _results(ray.get(ref))
+                yield from _task_done(planner, ray.get(ref))
     finally:
         stop_actors(pool)
 

@@ -5,6 +5,14 @@ The input manifest (``_inputs.parquet``) fixes, on the first run, which clip goe
 the same configuration (``_build.json`` holds its fingerprint) reuses it, skips every shard whose ``_stats.json``
 exists and every clip whose parts are all written, and does the rest. So a build killed at any point and started
 again with the same command ends with exactly the samples of an uninterrupted one.
+
+Rows the sources reject (a clip whose video was never downloaded, an id that is a path, a link out of the root) are
+recorded here, at plan time, in ``_source_rejects.parquet`` (stage ``probe``, as a worker would have said), and take
+no place in a shard: shards are made of the clips that can run, so a partial download of a corpus costs no worker
+time for what is missing and makes no shard of nothing.
+
+The driver holds each clip once, as the manifest's Arrow columns, and hands the clips to run out in tasks
+(engine/tasks.py) as it goes; what it keeps besides is counts per shard.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import re
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import fsspec
 import pyarrow as pa
@@ -26,7 +35,10 @@ import pyarrow.parquet as pq
 from human_motion.config import ConfigError
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig, fingerprint
-from human_motion.engine.writer import PARTS, STATS_SUFFIX, complete_clips, done_shards, write_atomic
+from human_motion.engine.shards import SOURCE_REJECTS, done_shards
+from human_motion.engine.storage import listing, write_atomic
+from human_motion.engine.writer import PARTS, complete_clips, reject_row
+from human_motion.schema import REJECTS_SCHEMA
 from human_motion.sources import collect_specs
 
 INPUTS = "_inputs.parquet"
@@ -35,8 +47,8 @@ LOCK = "_lock"
 # Everything a build writes into --out, and nothing else: --overwrite removes these names only. (_demo_media: the
 # demo source's generated clips, made again when missing.)
 _BUILD_FILE = re.compile(r"^(\d{6}(\.tar|\.parquet|_rejects\.parquet|_stats\.json)|index\.parquet|rejects\.parquet|"
-                         r"manifest\.json|config\.yaml|_inputs\.parquet|_build\.json|_quarantine\.json|_parts|_lock|"
-                         r"_demo_media)"
+                         r"manifest\.json|config\.yaml|_inputs\.parquet|_source_rejects\.parquet|_build\.json|"
+                         r"_quarantine\.json|_parts|_lock|_demo_media)"
                          r"(\.[0-9a-f]{8}\.tmp)?$")
 _MARKERS = (FINGERPRINT, INPUTS, "manifest.json")
 
@@ -104,7 +116,8 @@ class OutputLock:
 
 
 def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
-    """Create (first run) or reuse (later runs) the input manifest; refuse a folder built with another config."""
+    """Create (first run) or reuse (later runs) the input manifest; refuse a folder built with another config. The
+    rows the sources reject are written to ``_source_rejects.parquet`` and left out of the manifest."""
     fp_path, inputs_path = f"{root}/{FINGERPRINT}", f"{root}/{INPUTS}"
     fs.makedirs(root, exist_ok=True)
     wanted = fingerprint(cfg)
@@ -124,20 +137,35 @@ def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
     specs = collect_specs(cfg.sources, pathlib.Path(root))
     if not specs:
         raise ConfigError("the sources yielded no clips; check the source roots (and limits) in the config")
+    rejected = [s for s in specs if s.reject_reason]
+    rejects = pa.Table.from_pylist([reject_row({"source": s.source, "clip_id": s.clip_id, "media_path": s.path,
+                                                "stage": "probe", "status": s.reject_reason,
+                                                "detail": s.reject_detail}, "") for s in rejected],
+                                   schema=REJECTS_SCHEMA)
+    del rejected
+    runnable = [s for s in specs if not s.reject_reason]
+    del specs
     per = cfg.sink.clips_per_shard
     table = pa.table({
-        "shard": [i // per for i in range(len(specs))],
-        "clip_index": list(range(len(specs))),
-        "source": [s.source for s in specs],
-        "clip_id": [s.clip_id for s in specs],
-        "static": [bool(s.static) for s in specs],
-        "spec": [s.to_json() for s in specs],
+        "shard": pa.array([i // per for i in range(len(runnable))], pa.int64()),
+        "clip_index": pa.array(range(len(runnable)), pa.int64()),
+        "source": pa.array([s.source for s in runnable], pa.string()),
+        "clip_id": pa.array([s.clip_id for s in runnable], pa.string()),
+        "static": pa.array([bool(s.static) for s in runnable], pa.bool_()),
+        "spec": pa.array([s.to_json() for s in runnable], pa.string()),
     })
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, row_group_size=4096)
-    write_atomic(fs, inputs_path, buf.getvalue().to_pybytes())
+    del runnable
+    # The source rejections first, the fingerprint last: a folder with _build.json has a whole plan.
+    write_atomic(fs, f"{root}/{SOURCE_REJECTS}", _parquet(rejects))
+    write_atomic(fs, inputs_path, _parquet(table))
     write_atomic(fs, fp_path, json.dumps({"config": wanted, "created": time.time()}, indent=1).encode())
     return table
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, row_group_size=4096)
+    return buf.getvalue().to_pybytes()
 
 
 def _diff_keys(a, b, prefix: str = "") -> set[str]:
@@ -161,41 +189,69 @@ def _diff_keys(a, b, prefix: str = "") -> set[str]:
 
 class Plan:
     """What a run of the build has to do: the shards not done, and in them the clips whose parts are not all
-    written. Holds small things only: counts per shard and the manifest's columns."""
+    written. Holds small things only: the manifest's columns (each clip once), counts per shard, the done shards'
+    statistics. ``sizes`` is the one listing of the output folder, ``manifest`` the manifest of earlier runs."""
 
-    def __init__(self, fs, root: str, inputs: pa.Table):
+    def __init__(self, fs, root: str, inputs: pa.Table, sizes: dict[str, int], manifest: dict):
         self.fs, self.root = fs, root
         self.inputs = inputs
+        self.sizes, self.manifest = sizes, manifest
         self.expected = Counter(inputs.column("shard").to_pylist())  # shard -> clips
-        self.done = done_shards(fs, root, warn=True)
-        for shard in self.done:  # parts left by an assembler killed after its stats file was written
-            folder = f"{root}/{PARTS}/{shard:06d}"
-            if fs.exists(folder):
-                fs.rm(folder, recursive=True)
+        self.shards, self.read_back = done_shards(fs, root, sizes, manifest.get("shards", {}), warn=True)
+        self.parts = {n for n in listing(fs, f"{root}/{PARTS}") if n.isdigit()}  # shards with a parts folder
+        for name in sorted(n for n in self.parts if int(n) in self.shards):  # an assembler killed after its stats
+            fs.rm(f"{root}/{PARTS}/{name}", recursive=True)
         self.complete: dict[int, set[int]] = {}
         self.refresh()
+        self.source_reasons = source_reject_reasons(fs, root)
+        self.source_rejects = sum(self.source_reasons.values())
+
+    @property
+    def done(self) -> set[int]:
+        return set(self.shards)
 
     def refresh(self) -> None:
         """Re-read which clips of unfinished shards are complete (after a failed pass)."""
-        self.complete = {s: complete_clips(self.fs, self.root, s) for s in self.expected if s not in self.done}
+        self.complete = {s: complete_clips(self.fs, self.root, s) for s in self.expected
+                         if s not in self.shards and f"{s:06d}" in self.parts}
+
+    def add(self, stats: dict) -> None:
+        """A shard written in this run."""
+        self.shards[int(stats["shard"])] = stats
+        self.parts.discard(stats["shard"])
 
     @property
     def todo_shards(self) -> list[int]:
-        return sorted(s for s in self.expected if s not in self.done)
+        return sorted(s for s in self.expected if s not in self.shards)
 
     def ready_shards(self) -> list[int]:
         """Unfinished shards whose every clip is already written (to assemble without running anything)."""
         return [s for s in self.todo_shards if len(self.complete.get(s, ())) == self.expected[s]]
 
-    def pending(self, quarantine: dict[str, dict]) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
-        """(clips to run, quarantined clips to record as rejections): (shard, clip_index, spec JSON) each."""
-        run, held = [], []
-        cols = [self.inputs.column(c).to_pylist() for c in ("shard", "clip_index", "spec")]
-        for shard, clip, spec in zip(*cols):
-            if shard in self.done or clip in self.complete.get(shard, ()):
-                continue
-            (held if crashes.clip_key(shard, clip) in quarantine else run).append((shard, clip, spec))
-        return run, held
+    def pending(self, quarantine: dict[str, dict]) -> Iterator[tuple[bool, tuple[int, int, str]]]:
+        """The clips of unfinished shards not yet written, in manifest order: (quarantined, (shard, clip_index,
+        spec JSON)) each, read from the manifest a slice at a time."""
+        for batch in self.inputs.select(["shard", "clip_index", "spec"]).to_batches(max_chunksize=4096):
+            for shard, clip, spec in zip(*(c.to_pylist() for c in batch.columns)):
+                if shard in self.shards or clip in self.complete.get(shard, ()):
+                    continue
+                yield crashes.clip_key(shard, clip) in quarantine, (shard, clip, spec)
+
+    def count_pending(self) -> int:
+        return sum(self.expected[s] - len(self.complete.get(s, ())) for s in self.todo_shards)
+
+    def clip_id(self, clip_index: int) -> str:
+        return str(self.inputs.column("clip_id")[clip_index].as_py())
+
+
+def source_reject_reasons(fs, root: str) -> Counter:
+    """How many rows the sources rejected at plan time, by reason (the reason column only is read)."""
+    try:
+        with fs.open(f"{root}/{SOURCE_REJECTS}", "rb") as f:
+            reasons = pq.read_table(f, columns=["reason"]).column("reason").to_pylist()
+    except FileNotFoundError:
+        return Counter()
+    return Counter(reasons)
 
 
 def _damaged(root: str, name: str, what: str) -> ConfigError:
@@ -217,18 +273,18 @@ def read_inputs(fs, root: str) -> pa.Table:
     return table
 
 
-def looks_complete(fs, root: str) -> bool:
-    """Every shard of an existing input manifest is done (a rerun of a finished build needs no workers)."""
-    if not fs.exists(f"{root}/{INPUTS}"):
+def looks_complete(sizes: dict[str, int], manifest: dict) -> bool:
+    """The last run finished the build and nothing of it changed since (a rerun needs no workers): judged from the
+    listing of the folder and the manifest, without reading a shard."""
+    if not manifest.get("summary", {}).get("complete") or INPUTS not in sizes:
         return False
-    return set(read_inputs(fs, root).column("shard").to_pylist()) <= done_shards(fs, root)
+    return all(isinstance(s, dict) and s.get("files") and
+               all(sizes.get(f"{name}{suffix}") == size for suffix, size in s["files"].items())
+               for name, s in manifest.get("shards", {}).items())
 
 
-def remove_stale_temporaries(fs, root: str) -> None:
+def remove_stale_temporaries(fs, root: str, sizes: dict[str, int]) -> None:
     """Temporary files of writers that were killed; never under a final name."""
-    for tmp in fs.glob(f"{root}/*.tmp"):
-        fs.rm(tmp)
-
-
-def stats_path(root: str, shard: int) -> str:
-    return f"{root}/{shard:06d}{STATS_SUFFIX}"
+    for name in [n for n in sizes if n.endswith(".tmp")]:
+        fs.rm(f"{root}/{name}")
+        del sizes[name]

@@ -1,100 +1,51 @@
-"""Writing a build: workers write each finished row as a *part*; a shard is assembled from its parts when every clip
-of it is in; the driver writes only the small files that gather the shards (index, rejects, manifest).
+"""Writing a build's rows: workers write what they finish as *parts*; engine/shards.py assembles a shard from its
+parts when every clip of it is in, and gathers the shards.
 
 So no sample's bytes pass through the process that started the build, and a build stopped at any point loses only
-rows in flight:
+the work in flight:
 
-- ``PartWriter`` (runs where the last stage runs, in the worker) writes one row as
-  ``_parts/{shard:06d}/c{clip:07d}_{slot:03d}of{n:03d}.tar``: the sample's members plus ``__row__.json`` (its index
-  row or its rejection, and its stage timings), under a temporary name, then renamed. A retried row rewrites the
-  same name with the same bytes, so a part is never doubled.
-- ``assemble_shard`` (a worker task on Ray, or this process) streams the parts of a shard, in key order, into
-  ``{shard}.tar``, ``{shard}.parquet``, ``{shard}_rejects.parquet`` and last ``{shard}_stats.json``, whose presence
-  marks the shard done; then it removes the parts. Killed half way, it is simply run again.
-- ``finalize`` (the driver) gathers the done shards' parquet and stats into ``index.parquet``, ``rejects.parquet``
-  and ``manifest.json``.
+- ``PartWriter.write_task`` (the last step on a worker) writes the rows of one *task* (whole clips of one shard,
+  engine/tasks.py) as one part, ``_parts/{shard:06d}/t{first clip:07d}.tar``: first ``__rows__.json`` (each row's
+  index row or rejection, and its stage timings), then the samples' members. One file and one storage call per
+  task, not per row: a task of cheap rows (rejected at probe) holds hundreds of them. With GPU stages, Ray Data
+  hands the last operator rows, not whole clips, so ``PartWriter.__call__`` writes one row as
+  ``c{clip:07d}_{window:03d}of{n:03d}.tar``. Either way a part is written under a temporary name and renamed (one
+  PUT on an object store, engine/storage.py), and a retried task or row rewrites the same name with the same rows.
+- ``complete_clips`` reads the ``__rows__.json`` of each part of an unfinished shard: a clip is done when its
+  every window is in some part; a part holding a window of an unfinished clip is removed (its clips are redone).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import re
+import socket
 import tarfile
-import time
-import uuid
-from collections import Counter
 from typing import Any
 
 import fsspec
-import pyarrow as pa
-import pyarrow.parquet as pq
+import webdataset as wds
 
-from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA, SCORE_COLUMNS
+from human_motion.engine.storage import listing, write_atomic
+from human_motion.schema import SCORE_COLUMNS
 from human_motion.stages.encode import parse_sample_json
 from human_motion.types import Row
 
 STATS_SUFFIX = "_stats.json"
 PARTS = "_parts"
-log = logging.getLogger("human_motion")
-ROW_MEMBER = "__row__.json"
-_PART_NAME = re.compile(r"^c(\d{7})_(\d{3})of(\d{3})\.tar$")
+ROWS_MEMBER = "__rows__.json"
+_OLD_ROW_MEMBER = "__row__.json"  # parts written before tasks: one row each
+_PART_NAME = re.compile(r"^(t\d{7}|c\d{7}_\d{3}of\d{3})\.tar$")
+__all__ = ["write_atomic"]  # re-exported: tests and tools patch it here, where the part writer looks it up
 
 
 def shard_name(shard: int) -> str:
     return f"{shard:06d}"
 
 
-def part_path(root: str, shard: int, clip_index: int, slot: int, n: int) -> str:
-    return f"{root}/{PARTS}/{shard_name(shard)}/c{clip_index:07d}_{slot:03d}of{n:03d}.tar"
-
-
-def marked_shards(fs: fsspec.AbstractFileSystem, root: str) -> set[int]:
-    """Shards with a ``_stats.json``, the file the assembler writes last (not read: see ``done_shards``)."""
-    stems = (path.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for path in fs.glob(f"{root}/*{STATS_SUFFIX}"))
-    return {int(stem) for stem in stems if stem.isdigit()}
-
-
-def done_shards(fs: fsspec.AbstractFileSystem, root: str, warn: bool = False) -> set[int]:
-    """Shards whose ``_stats.json`` reads back whole, beside their tar and two parquet files (footers read). A shard
-    with a damaged or missing file (edited, deleted, cut by the disk) is made again, its files replaced, instead of
-    stopping every later run at its end."""
-    done = set()
-    for shard in marked_shards(fs, root):
-        problem = _shard_problem(fs, f"{root}/{shard_name(shard)}")
-        if problem is None:
-            done.add(shard)
-        elif warn:
-            log.warning("hm build: shard %s: %s; it will be made again", shard_name(shard), problem)
-    return done
-
-
-def _shard_problem(fs: fsspec.AbstractFileSystem, base: str) -> str | None:
-    try:
-        stats = json.loads(fs.cat(f"{base}{STATS_SUFFIX}"))
-    except ValueError:  # not JSON, or not UTF-8
-        stats = None
-    if not (isinstance(stats, dict) and isinstance(stats.get("clips"), int)
-            and isinstance(stats.get("stage_seconds"), dict)):
-        return f"{base}{STATS_SUFFIX} is damaged"
-    if not fs.exists(f"{base}.tar"):
-        return f"{base}.tar is missing"
-    for path in (f"{base}.parquet", f"{base}_rejects.parquet"):
-        try:
-            with fs.open(path, "rb") as f:
-                pq.read_metadata(f)
-        except (pa.ArrowException, OSError):
-            return f"{path} is missing or damaged"
-    return None
-
-
-def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write under a temporary name unique to this writer, then rename: a reader never sees half a file."""
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+def parts_folder(root: str, shard: int) -> str:
+    return f"{root}/{PARTS}/{shard_name(shard)}"
 
 
 def index_row(sample: dict, shard: str) -> dict:
@@ -123,41 +74,70 @@ def reject_row(record: dict, shard: str) -> dict:
     }
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: same samples, same bytes
-    info.uname = info.gname = "hm"
-    tar.addfile(info, io.BytesIO(data))
+def tar_writer(fileobj) -> wds.TarWriter:
+    """webdataset's writer of samples (``{key}.{member}``), with fixed metadata: the same rows, the same bytes."""
+    return wds.TarWriter(fileobj, user="hm", group="hm", mode=0o644, encoder=False, mtime=0)
+
+
+def worker_node() -> str:
+    """Where this process runs: the Ray node's id on a Ray worker, else the host name (a shard's statistics say
+    which nodes wrote its rows)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
 
 
 class PartWriter:
-    """The last step on a worker: writes each finished row as a part and returns only a small result."""
+    """The last step on a worker: writes finished rows as parts and returns only small results."""
 
     def __init__(self, out: str):
         self.fs, self.root = fsspec.core.url_to_fs(out)
         self.root = self.root.rstrip("/")
+        self.node = worker_node()
+        self.made: set[int] = set()  # shard folders made (a local disk needs them; an object store has none)
+
+    def write_task(self, rows: list[Row]) -> list[dict]:
+        """Every row of a task (whole clips of one shard) as one part; returns each row's result."""
+        shards = {r.shard for r in rows}
+        if len(shards) != 1:
+            raise ValueError(f"a task holds rows of one shard, got shards {sorted(shards)}")
+        first = min(r.clip_index for r in rows)
+        self._write(rows, f"t{first:07d}.tar")
+        return [result_of(r) for r in rows]
 
     def __call__(self, row: Row) -> dict:
-        window = int(row.record.get("window", -1))
-        slot = max(window, 0)
-        shard = shard_name(row.shard)
-        info: dict[str, Any] = {"shard": row.shard, "clip_index": row.clip_index, "slot": slot, "n": row.n_windows,
-                                "timings": row.record.get("timings", {})}
-        if row.ok:
-            sample = parse_sample_json(row.blobs["json"])
-            info.update(key=sample["key"], index=index_row(sample, shard))
-        else:
-            info["reject"] = reject_row(row.record, shard)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            _add_member(tar, ROW_MEMBER, json.dumps(info, default=str).encode())
-            if row.ok:
-                for ext in sorted(row.blobs):
-                    _add_member(tar, f"{info['key']}.{ext}", row.blobs[ext])
-        path = part_path(self.root, row.shard, row.clip_index, slot, row.n_windows)
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        write_atomic(self.fs, path, buf.getvalue())
+        """One row as its own part (Ray Data's last operator sees rows, not whole clips)."""
+        slot = max(int(row.record.get("window", -1)), 0)
+        self._write([row], f"c{row.clip_index:07d}_{slot:03d}of{row.n_windows:03d}.tar")
         return result_of(row)
+
+    def _write(self, rows: list[Row], name: str) -> None:
+        shard = rows[0].shard
+        infos, samples = [], []
+        for row in sorted(rows, key=lambda r: (r.clip_index, int(r.record.get("window", -1)))):
+            info: dict[str, Any] = {"clip_index": row.clip_index, "slot": max(int(row.record.get("window", -1)), 0),
+                                    "n": row.n_windows, "timings": row.record.get("timings", {}), "node": self.node}
+            if row.ok:
+                sample = parse_sample_json(row.blobs["json"])
+                info.update(key=sample["key"], index=index_row(sample, shard_name(shard)))
+                samples.append((sample["key"], row.blobs))
+            else:
+                info["reject"] = reject_row(row.record, shard_name(shard))
+            infos.append(info)
+        buf = io.BytesIO()
+        sink = tar_writer(buf)
+        sink.write({"__key__": ROWS_MEMBER.split(".")[0], "json": json.dumps(infos, default=str).encode()})  # first
+        for key, blobs in samples:
+            sink.write({"__key__": key, **blobs})
+        sink.close()
+        folder = parts_folder(self.root, shard)
+        if shard not in self.made:
+            self.fs.makedirs(folder, exist_ok=True)
+            self.made.add(shard)
+        write_atomic(self.fs, f"{folder}/{name}", buf.getvalue())
 
 
 def result_of(row: Row) -> dict:
@@ -166,139 +146,36 @@ def result_of(row: Row) -> dict:
             "status": row.record.get("status", "ok"), "stage": row.record.get("stage", "")}
 
 
+def is_part(name: str) -> bool:
+    return bool(_PART_NAME.match(name))
+
+
+def read_part_rows(fs: fsspec.AbstractFileSystem, path: str) -> list[dict]:
+    """The rows a part holds, from its first member only (the samples' bytes are not read)."""
+    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            if member.name in (ROWS_MEMBER, _OLD_ROW_MEMBER):
+                data = json.loads(tar.extractfile(member).read())
+                return data if isinstance(data, list) else [data]
+            break
+    raise ValueError(f"{path}: not a part written by hm build (no {ROWS_MEMBER} first)")
+
+
 def complete_clips(fs: fsspec.AbstractFileSystem, root: str, shard: int) -> set[int]:
-    """Clips of ``shard`` whose every part is written; parts of incomplete clips are removed (they are redone)."""
-    folder = f"{root}/{PARTS}/{shard_name(shard)}"
-    if not fs.exists(folder):
-        return set()
+    """Clips of ``shard`` whose every window is written; parts holding windows of unfinished clips are removed,
+    with temporary files of writers that died (those clips are redone)."""
+    folder = parts_folder(root, shard)
+    names = listing(fs, folder)
+    rows_of: dict[str, list[dict]] = {}
+    stale = [n for n in names if not is_part(n)]
+    for name in sorted(set(names) - set(stale)):
+        rows_of[name] = read_part_rows(fs, f"{folder}/{name}")
     slots: dict[int, tuple[int, set[int]]] = {}
-    partial: list[str] = []
-    for path in fs.ls(folder, detail=False):
-        m = _PART_NAME.match(path.rsplit("/", 1)[-1])
-        if not m:  # a temporary file of a writer that died
-            partial.append(path)
-            continue
-        clip, slot, n = int(m[1]), int(m[2]), int(m[3])
-        have = slots.setdefault(clip, (n, set()))
-        have[1].add(slot)
+    for rows in rows_of.values():
+        for r in rows:
+            slots.setdefault(r["clip_index"], (r["n"], set()))[1].add(r["slot"])
     done = {clip for clip, (n, got) in slots.items() if got == set(range(n))}
-    for path in fs.ls(folder, detail=False):
-        m = _PART_NAME.match(path.rsplit("/", 1)[-1])
-        if m and int(m[1]) not in done:
-            partial.append(path)
-    for path in partial:
-        fs.rm(path)
+    stale += [name for name, rows in rows_of.items() if any(r["clip_index"] not in done for r in rows)]
+    for name in stale:
+        fs.rm(f"{folder}/{name}")
     return done
-
-
-def _read_part(fs, path: str) -> tuple[dict, dict[str, bytes]]:
-    with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-    return json.loads(members.pop(ROW_MEMBER)), members
-
-
-def assemble_shard(out: str, shard: int, expected_clips: int) -> int:
-    """Write shard ``shard`` from its parts (every clip must be complete); returns the shard id."""
-    fs, root = fsspec.core.url_to_fs(out)
-    root = root.rstrip("/")
-    name = shard_name(shard)
-    folder = f"{root}/{PARTS}/{name}"
-    paths = sorted(fs.ls(folder, detail=False)) if fs.exists(folder) else []
-    infos = [(p, _read_part(fs, p)[0]) for p in paths if _PART_NAME.match(p.rsplit("/", 1)[-1])]
-    clips = {i["clip_index"] for _, i in infos}
-    if len(clips) != expected_clips:
-        raise RuntimeError(f"shard {name}: parts of {len(clips)} clips, expected {expected_clips}")
-    samples = sorted((i["key"], p) for p, i in infos if "key" in i)
-    timings: Counter = Counter()
-    for _, i in infos:
-        timings.update(i.get("timings", {}))
-    base = f"{root}/{name}"
-    for stale in fs.glob(f"{base}*.tmp"):  # an earlier attempt at this shard, killed half way
-        fs.rm(stale)
-    tmp = f"{base}.tar.{uuid.uuid4().hex[:8]}.tmp"
-    with fs.open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for _key, path in samples:  # one sample in memory at a time
-            _, members = _read_part(fs, path)
-            for member in sorted(members):
-                _add_member(tar, member, members[member])
-    fs.mv(tmp, f"{base}.tar")
-    by_key = {i["key"]: i["index"] for _, i in infos if "key" in i}
-    rows = [by_key[k] for k, _ in samples]
-    rejects = [i["reject"] for _, i in sorted(infos, key=lambda pi: (pi[1]["clip_index"], pi[1]["slot"]))
-               if "reject" in i]
-    write_atomic(fs, f"{base}.parquet", _parquet_bytes(rows, INDEX_SCHEMA))
-    write_atomic(fs, f"{base}_rejects.parquet", _parquet_bytes(rejects, REJECTS_SCHEMA))
-    stats = {
-        "shard": name, "clips": expected_clips, "samples": len(rows), "rejects": len(rejects),
-        "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
-        "stage_seconds": {k: round(v, 4) for k, v in timings.items()},
-        "written_at": time.time(),
-    }
-    # Written last: its presence is what marks the shard done.
-    write_atomic(fs, f"{base}{STATS_SUFFIX}", json.dumps(stats, indent=1).encode())
-    fs.rm(folder, recursive=True)
-    return shard
-
-
-def _parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
-def _read_tables(fs: fsspec.AbstractFileSystem, paths: list[str], schema: pa.Schema) -> pa.Table:
-    tables = []
-    for p in paths:
-        with fs.open(p, "rb") as f:
-            tables.append(pq.read_table(f))
-    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
-
-
-def _read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> dict:
-    """The manifest of earlier runs, or {} (with a warning when one is there but damaged: its history is lost, the
-    shards are not)."""
-    if not fs.exists(path):
-        return {}
-    try:
-        previous = json.loads(fs.cat(path))
-    except ValueError:
-        previous = None
-    if not isinstance(previous, dict) or not isinstance(previous.get("runs", []), list):
-        log.warning("hm build: %s is damaged; it is written anew (the earlier runs' records are lost)", path)
-        return {}
-    return previous
-
-
-def finalize(fs: fsspec.AbstractFileSystem, root: str, run: dict[str, Any], manifest_extra: dict) -> dict:
-    """Gather done shards into index.parquet / rejects.parquet and update manifest.json; returns the summary."""
-    shards = sorted(marked_shards(fs, root))  # the plan checked the shards it found; the rest were written now
-    names = [shard_name(s) for s in shards]
-    index = _read_tables(fs, [f"{root}/{n}.parquet" for n in names], INDEX_SCHEMA)
-    rejects = _read_tables(fs, [f"{root}/{n}_rejects.parquet" for n in names], REJECTS_SCHEMA)
-    for name, table in (("index.parquet", index), ("rejects.parquet", rejects)):
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        write_atomic(fs, f"{root}/{name}", buf.getvalue())
-    stage_seconds: Counter = Counter()
-    clips = 0
-    for n in names:
-        with fs.open(f"{root}/{n}{STATS_SUFFIX}", "r") as f:
-            stats = json.load(f)
-        stage_seconds.update(stats["stage_seconds"])
-        clips += stats["clips"]
-    manifest_path = f"{root}/manifest.json"
-    previous = _read_manifest(fs, manifest_path)
-    summary = {
-        "shards": len(shards),
-        "clips": clips,
-        "samples": index.num_rows,
-        "rejects": rejects.num_rows,
-        "rejects_by_reason": dict(Counter(rejects.column("reason").to_pylist()).most_common()),
-        "rejects_by_stage": dict(Counter(rejects.column("stage").to_pylist()).most_common()),
-        "samples_by_source": dict(Counter(index.column("source").to_pylist()).most_common()),
-        "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
-    }
-    manifest = dict(previous, **manifest_extra, summary=summary, runs=previous.get("runs", []) + [run])
-    write_atomic(fs, manifest_path, json.dumps(manifest, indent=1, default=str).encode())
-    return summary

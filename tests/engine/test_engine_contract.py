@@ -275,50 +275,59 @@ def test_a_damaged_manifest_is_written_anew(demo_build, tmp_path, caplog):
 
 
 def test_parts_of_a_killed_run_are_reused_and_nothing_is_doubled(demo_build, tmp_path):
-    """A run stopped after some rows were written (parts on disk, no shard assembled): the next run runs only the
-    clips whose parts are missing and ends with exactly the uninterrupted samples."""
+    """A run stopped after some rows were written (parts on disk, not every shard assembled): the next run runs only
+    the clips whose parts are missing and ends with exactly the uninterrupted samples."""
     import shutil
-
-    out = tmp_path / "k"
-    cfg = small_build_config(**{"ray.local_threads": 1})  # one clip at a time: which rows came first is known
-    from human_motion.engine import executors
-    from human_motion.engine.build import build
-
-    seen = []
-    real_run_local = executors.run_local
-
-    def stop_after_four(cfg_, rows, out_=None):
-        for i, result in enumerate(real_run_local(cfg_, rows, out_)):
-            if i == 4:
-                raise KeyboardInterrupt
-            seen.append((result["shard"], result["clip_index"]))
-            yield result
 
     import human_motion.engine.build as build_module
 
-    build_module.run_local = stop_after_four
+    out = tmp_path / "k"
+    cfg = small_build_config(**{"ray.local_threads": 1})  # one task at a time: what was written is what came back
+    real = build_module.run_tasks_local
+
+    def stop_after_four(cfg_, planner, out_):
+        for i, result in enumerate(real(cfg_, planner, out_)):
+            if i == 4:  # the fifth row's part is written; the stop comes before the driver counts it
+                raise KeyboardInterrupt
+            yield result
+
+    build_module.run_tasks_local = stop_after_four
     try:
         with pytest.raises(KeyboardInterrupt):
-            build(cfg, str(out))
+            build_module.build(cfg, str(out))
     finally:
-        build_module.run_local = real_run_local
-    parts = sorted(p.name for p in out.glob("_parts/*/*.tar"))
-    # Shard 0 (3 clips) assembled; clips 3 and 4 written as parts (the fifth row was written, then the stop came).
-    assert len(list(out.glob("*_stats.json"))) == 1 and parts == ["c0000003_000of001.tar", "c0000004_000of001.tar"]
-    ran = []
+        build_module.run_tasks_local = real
+    assert [p.name for p in out.glob("*_stats.json")] == ["000000_stats.json"]  # shard 0: clips 0-2
+    in_parts = {r["clip_index"] for p in out.glob("_parts/*/*.tar") for r in writer.read_part_rows(fs_local(), str(p))}
+    assert {3, 4} <= in_parts and not in_parts & {0, 1, 2}, in_parts
+    handed = []
 
-    def counting(cfg_, rows, out_=None):
-        ran.extend((r.shard, r.clip_index) for r in rows)
-        yield from real_run_local(cfg_, rows, out_)
+    def counting(cfg_, planner, out_):
+        take = planner.next_task
 
-    build_module.run_local = counting
+        def next_task():
+            task = take()
+            handed.extend(clip for _, clip, _ in task or [])
+            return task
+
+        planner.next_task = next_task
+        yield from real(cfg_, planner, out_)
+
+    build_module.run_tasks_local = counting
     try:
-        build(cfg, str(out))
+        build_module.build(cfg, str(out))
     finally:
-        build_module.run_local = real_run_local
-    assert not {clip for _, clip in ran} & {0, 1, 2, 3, 4}  # clips whose parts were written are not run again
+        build_module.run_tasks_local = real
+    assert handed and not set(handed) & ({0, 1, 2} | in_parts)  # clips whose parts were written are not run again
+    assert set(handed) == set(range(12)) - {0, 1, 2} - in_parts  # (a clip a task left unstarted goes out again)
     assert _samples(out) == _samples(demo_build)
     shutil.rmtree(out)
+
+
+def fs_local():
+    import fsspec
+
+    return fsspec.filesystem("file")
 
 
 def test_plain_progress_lines_count_by_stage_and_say_eta(monkeypatch):
