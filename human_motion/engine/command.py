@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set flow.backend=farneback (repeatable)")
     p.add_argument("--out", required=True, help="output folder (local path or fsspec URL)")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N media files per source (a quick try)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N clips that can be built, per source (a quick "
+                                                        "try; rows rejected on the way are recorded, not counted)")
     p.add_argument("--overwrite", action="store_true",
                    help="remove what an earlier build wrote in --out (nothing else) and start again")
     p.add_argument("--ray-address", help="join a running Ray cluster ('auto' or host:port); 'local' runs without "
@@ -74,6 +75,37 @@ def format_summary(summary: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+# Rejection reasons whose cause, when most clips share it, is one setting: (what is wrong, what to do).
+ADVICE = {
+    "outside_root": ("are links that lead out of the source root {root}",
+                     "set sources.{source}.allow_links_outside_root: true to read them"),
+    "missing_file": ("have no media under {root} (only {have} of {listed} clips listed do)",
+                     "point sources.{source}.root at the folder the corpus' download script filled, or download the "
+                     "rest (docs/sources.md shows each corpus' layout)"),
+    "low_resolution": ("are smaller than select.min_source_side_px = {floor} px on their short side",
+                       "lower it for a corpus of smaller videos (--set select.min_source_side_px=256), or use "
+                       "higher-resolution sources"),
+}
+ADVICE_SHARE = 0.5  # a reason shared by at least this share of a source's clips gets its line
+
+
+def advice(summary: dict, cfg: BuildConfig) -> list[str]:
+    """One line for each source where most clips were rejected for one reason a setting can fix."""
+    lines = []
+    for source, reasons in summary.get("rejects_by_source", {}).items():
+        listed = sum(reasons.values()) + summary.get("samples_by_source", {}).get(source, 0)
+        for reason, n in reasons.items():
+            if reason not in ADVICE or n < ADVICE_SHARE * listed:
+                continue
+            scfg = cfg.sources.get(source)
+            what, todo = ADVICE[reason]
+            fill = {"root": repr(scfg.root if scfg else None), "source": source, "have": listed - n,
+                    "listed": listed, "floor": cfg.select.min_source_side_px}
+            lines.append(f"hm build: {n} of {listed} {source} clips ({100 * n / listed:.0f}%) {what.format(**fill)} "
+                         f"({reason}); {todo.format(**fill)}")
+    return lines
+
+
 def output_error(exc: BaseException, out: str) -> OSError | None:
     """The OSError about writing ``out`` behind ``exc`` (raised here, or in a Ray worker and wrapped), if any."""
     root = os.path.abspath(out)
@@ -110,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         _shutdown_ray()
     print(format_summary(summary, time.time() - started))
+    for line in advice(summary, cfg):
+        print(line, file=sys.stderr)
     out = args.out.rstrip("/")
     print(f"wrote {out}/index.parquet, rejects.parquet, manifest.json and {summary['shards']} shard(s)")
     return 0

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from human_motion.engine.storage import atomic_open, listing, write_atomic
-from human_motion.engine.writer import (PARTS, STATS_SUFFIX, is_part, parts_folder, read_part_rows, shard_name,
+from human_motion.engine.writer import (STATS_SUFFIX, is_part, parts_folder, read_part_rows, shard_name,
                                         tar_writer)
 from human_motion.schema import INDEX_SCHEMA, REJECTS_SCHEMA
 
@@ -179,11 +179,6 @@ def _read_shard(fs, base: str, have: dict[str, int]) -> tuple[dict, str | None]:
     return stats, None
 
 
-def leftover_parts(sizes_of_parts: dict[str, int], done: set[int]) -> list[str]:
-    """Parts folders of shards already done (an assembler killed after its stats file was written)."""
-    return [n for n in sizes_of_parts if n.isdigit() and int(n) in done]
-
-
 def read_manifest(fs, root: str, sizes: dict[str, int]) -> dict:
     """The manifest of earlier runs, or {} (with a warning when one is there but damaged: its history is lost, the
     shards are not)."""
@@ -273,9 +268,14 @@ def _summary(shards: dict[int, dict], index: pa.Table, rejects: pa.Table) -> dic
         "rejects_by_reason": dict(Counter(rejects.column("reason").to_pylist()).most_common()),
         "rejects_by_stage": dict(Counter(rejects.column("stage").to_pylist()).most_common()),
         "samples_by_source": dict(Counter(index.column("source").to_pylist()).most_common()),
+        "rejects_by_source": _by_source(rejects),
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
     }
 
 
-def parts_root(root: str) -> str:
-    return f"{root}/{PARTS}"
+def _by_source(rejects: pa.Table) -> dict[str, dict[str, int]]:
+    """``{source: {reason: rows}}``: what the summary's advice (engine/command.py) reads."""
+    out: dict[str, Counter] = {}
+    for source, reason in zip(rejects.column("source").to_pylist(), rejects.column("reason").to_pylist()):
+        out.setdefault(source, Counter())[reason] += 1
+    return {s: dict(c.most_common()) for s, c in sorted(out.items())}

@@ -92,9 +92,22 @@ def collect_specs(sources: dict[str, SourceConfig], work_dir: pathlib.Path) -> l
         adapter = get_adapter(name)(name, scfg, work_dir)
         clips = sorted(adapter.specs(), key=lambda s: s.clip_id)
         clips = [c for c in clips if _keep(c.clip_id, scfg.sample_fraction)]
-        if scfg.limit is not None:  # media files only: rows for files that are not media do not count
-            media = [c for c in clips if c.reject_reason not in NOT_MEDIA]
-            kept = {id(c) for c in media[: scfg.limit]}
-            clips = [c for c in clips if id(c) in kept or c.reject_reason in NOT_MEDIA]
+        if scfg.limit is not None:
+            clips = _first_runnable(clips, scfg.limit)
         specs.extend(clips)
     return specs
+
+
+def _first_runnable(clips: list[ClipSpec], limit: int) -> list[ClipSpec]:
+    """The first ``limit`` clips that can be built, with the rows rejected on the way to them (a partial download
+    lists thousands of clips without media before the first that has some: they are recorded, not counted) and
+    every row for a file that is not media."""
+    out, runnable = [], 0
+    for c in clips:
+        if c.reject_reason is None:
+            if runnable == limit:
+                break
+            runnable += 1
+        out.append(c)
+    kept = {id(c) for c in out}
+    return out + [c for c in clips if id(c) not in kept and c.reject_reason in NOT_MEDIA]

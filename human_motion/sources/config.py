@@ -13,7 +13,7 @@ class SourceConfig:
     """One corpus. ``root`` is its folder; adapters read their own ``options`` (see the README's source table)."""
 
     root: str | None = None
-    limit: int | None = None  # at most this many media files (after sorting, so repeatable); hm build --limit
+    limit: int | None = None  # at most this many clips that can be built (after sorting, so repeatable); --limit
     sample_fraction: float = 1.0  # keep this fraction of clips, chosen by a hash of the clip id (repeatable)
     # Links under the root that resolve outside it are rejected (outside_root) unless this is true: for corpora
     # whose files or folders are links into another disk.
