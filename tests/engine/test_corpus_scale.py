@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "sources"))
 
-from corpora import fast_config, write_face_video  # noqa: E402
-from human_motion.engine import command  # noqa: E402
-from human_motion.engine.build import build  # noqa: E402
+from corpora import fast_config, write_face_video
+from human_motion.engine import command
+from human_motion.engine.build import build
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LISTED, PRESENT = 400, 3  # a CelebV-HQ-shaped metadata file, and the clips whose video was downloaded
