@@ -190,19 +190,62 @@ def write_tiny_clip(folder: pathlib.Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, projection_dim=8)
-    cfg = CLIPConfig(text_config=dict(small, vocab_size=len(tokens), max_position_embeddings=32),
+    # The text model pools at the end-of-text token: its id must be the tokenizer's (CLIP's default, 49407, is
+    # outside this vocabulary, and every prompt would pool at its first token and embed alike).
+    cfg = CLIPConfig(text_config=dict(small, vocab_size=len(tokens), max_position_embeddings=32,
+                                      bos_token_id=len(tokens) - 2, eos_token_id=len(tokens) - 1,
+                                      pad_token_id=len(tokens) - 1),
                      vision_config=dict(small, image_size=32, patch_size=8), projection_dim=8)
     CLIPModel(cfg).save_pretrained(folder)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor, tokenizer).save_pretrained(folder)
 
 
+def clip_iqa_by_definition(folder: pathlib.Path, frame: np.ndarray) -> float:
+    """CLIP-IQA (Wang et al., AAAI 2023) written out with the checkpoint's own modules: the softmax over the
+    antonym prompts "Good photo." / "Bad photo." of 100 x the cosine of their embeddings with the image's; the
+    share of "good"."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    model, processor = CLIPModel.from_pretrained(folder).eval(), CLIPProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        tokens = processor(text=["Good photo.", "Bad photo."], return_tensors="pt", padding=True)
+        text = model.text_projection(model.text_model(input_ids=tokens["input_ids"],
+                                                      attention_mask=tokens["attention_mask"]).pooler_output)
+        pixels = processor(images=[frame], return_tensors="pt")["pixel_values"]
+        image = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+        cos = torch.nn.functional.cosine_similarity(image, text)  # (2,)
+        return float((100 * cos).softmax(-1)[0])
+
+
 def test_clip_iqa_with_a_local_checkpoint(tmp_path):
-    pytest.importorskip("transformers")
-    write_tiny_clip(tmp_path / "clip")
-    cfg = fast_config({"demo": {}}, **{"quality.iq_backend": "clip_iqa", "quality.clip_model": str(tmp_path / "clip"),
-                                       "quality.device": "cpu"})
-    out = Quality(cfg.quality).process_rows([row(np.stack([frame()] * 2))])
+    """The real transformers path on a tiny random CLIP: the score of a window is CLIP-IQA of its middle frame,
+    computed independently; the other frames score otherwise, so the test sees which frame was scored."""
+    torch = pytest.importorskip("torch")
+    from transformers import CLIPModel, CLIPProcessor
+
+    folder = tmp_path / "clip"
+    torch.manual_seed(0)
+    write_tiny_clip(folder)
+    # Random embeddings make 100 x cosine saturate the softmax (every frame 0 or 1). Shrinking the image embeddings
+    # along the good-minus-bad direction brings the scores to 0.7-0.9, where the frame and the temperature show.
+    model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        tokens = processor(text=["Good photo.", "Bad photo."], return_tensors="pt", padding=True)
+        text = model.text_projection(model.text_model(**tokens).pooler_output)
+        text = text / text.norm(dim=-1, keepdim=True)
+        d = (text[0] - text[1]) / (text[0] - text[1]).norm()
+        model.visual_projection.weight -= 0.98 * torch.outer(d, d @ model.visual_projection.weight)
+    model.save_pretrained(folder)
+
+    cfg = fast_config({"demo": {}}, **{"quality.iq_backend": "clip_iqa", "quality.clip_model": str(folder),
+                                       "quality.device": "cpu", "quality.text_backend": "none"})
+    noise = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    frames = np.stack([frame(), 255 - frame(), noise])  # the middle: 1
+    out = Quality(cfg.quality).process_rows([row(frames)])
     assert out[0].ok, out[0].record.get("detail")
-    assert 0.0 <= out[0].record["scores"]["image_quality"] <= 1.0
-    assert out[0].record["backends"]["image_quality"] == f"clip_iqa {tmp_path / 'clip'}"
+    expected = [clip_iqa_by_definition(folder, f) for f in frames]
+    assert out[0].record["scores"]["image_quality"] == pytest.approx(expected[1], abs=1e-5)
+    assert 0.05 < expected[1] < 0.95 and min(abs(expected[1] - expected[0]), abs(expected[1] - expected[2])) > 0.01
+    assert out[0].record["backends"]["image_quality"] == f"clip_iqa {folder}"
