@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import time
 from collections import Counter
 
 import numpy as np
@@ -165,7 +164,9 @@ def test_a_build_with_no_shard_finished_yet_reports_zero(tmp_path, capsys):
     assert stats["samples"] == 0 and any("no shard finished yet" in n for n in stats["notes"])
 
 
-def test_fast_on_100k_rows():
+def test_stats_of_100k_rows_count_every_row():
+    """A corpus-sized index in memory: every row counted where it belongs. (How long this takes is a benchmark's
+    claim, benchmarks/scale.py, not a test's: a time bound depends on what else the machine runs.)"""
     rng = np.random.default_rng(0)
     n = 100_000
     sources = np.array(["celebv-hq", "celebv-text", "vfhq", "aahq"])
@@ -184,12 +185,13 @@ def test_fast_on_100k_rows():
     rejects = pd.DataFrame({"source": "vfhq", "clip_id": "x", "window": -1, "media_path": "", "stage": "faces",
                             "reason": rng.choice(["no_face", "small_face"], 5000), "detail": "", "shard": "000000"})
     build = BuildTables("synthetic", index, rejects, {}, [{"stage_seconds": {"faces": 1.0}, "samples": 16}] * 6250)
-    start = time.perf_counter()
     stats = compute_stats(build, StatsConfig())
     text = format_report(stats)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"{elapsed:.2f} s for 100,000 rows"
     assert stats["samples"] == n and stats["static_samples"] == int(static.sum())
     assert sum(stats["intensity"]["hist"]) == n
+    assert {k: v["samples"] for k, v in stats["by_source"].items()} == index["source"].value_counts().to_dict()
+    assert dict(stats["actions"]["top"]) == index["action"].value_counts().to_dict()
+    assert stats["intensity"]["video"]["p50"] == pytest.approx(index["intensity"][~static].median())
+    assert stats["rejects"]["by_reason"] == rejects["reason"].value_counts().to_dict()
     assert stats["timings"]["stage_seconds"] == {"faces": pytest.approx(6250.0)}
     assert "celebv-hq" in text and stats["notes"] == []
