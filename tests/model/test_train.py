@@ -140,32 +140,38 @@ def test_bf16_and_gradient_checkpointing_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path):
-    """A real kill: `hm train` in a subprocess gets SIGKILL once its first checkpoint is complete."""
+def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path, capsys):
+    """A real kill at a moment the test sets: `hm train` in a subprocess sends itself SIGKILL right after logging
+    step 3 (tests/model/kill_train.py), past checkpoint-2 and before checkpoint-4. The resume keeps steps 1-2, drops
+    the logged step 3, runs steps 3 and 4 again and ends exactly as the uninterrupted run."""
     import os
+    import pathlib
     import signal
     import subprocess
     import sys
-    import time
 
     shards = write_shards(tmp_path / "shards", num_video=3, num_static=1)
-    args = ["train", str(shards), "--config", "train_tiny", *QUIET]  # 4 steps, checkpoints at 2 and 4
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    args = [str(shards), "--config", "train_tiny", *QUIET]  # 4 steps, checkpoints at 2 and 4
+    assert main(["train", *args, "--out", str(tmp_path / "a")]) == 0
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # one thread as here: the same float sums
-    proc = subprocess.Popen([sys.executable, "-m", "human_motion.cli", *args, "--out", str(tmp_path / "b")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "b" / "checkpoints" / "checkpoint-2" / "train_state_rank0.json"
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert marker.exists()
-    assert main([*args, "--out", str(tmp_path / "b"), "--resume", "latest"]) == 0
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",  # one thread as here: the same float sums
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "tests.model.kill_train", "3", *args, "--out", str(tmp_path / "b")],
+                          env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]  # killed, not run to the end
+    b = tmp_path / "b"
+    assert [r["step"] for r in read_log(b) if "loss" in r] == [1, 2, 3]
+    assert [p.name for p in (b / "checkpoints").iterdir()] == ["checkpoint-2"] and not (b / "adapter").exists()
+    # Mark what the killed run logged: a resume keeps its steps 1-2 as they are and logs steps 3-4 anew.
+    (b / "logs" / "train.jsonl").write_text("".join(json.dumps({**r, "killed_run": True}) + "\n" for r in read_log(b)))
+    assert main(["train", *args, "--out", str(b), "--resume", "latest"]) == 0
+    assert f"resuming from {b / 'checkpoints' / 'checkpoint-2'}" in capsys.readouterr().err
+    assert [(r["step"], "killed_run" in r) for r in read_log(b) if "loss" in r] == [
+        (1, True), (2, True), (3, False), (4, False)]
 
-    losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
-    assert losses[0] == losses[1] and sorted(losses[0]) == [1, 2, 3, 4]
+    losses = [[(r["step"], r["loss"]) for r in read_log(tmp_path / run) if "loss" in r] for run in ("a", "b")]
+    assert losses[0] == losses[1] and [s for s, _ in losses[0]] == [1, 2, 3, 4]
     a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
     assert all((a[k] == b[k]).all() for k in a)
