@@ -123,3 +123,42 @@ def segment_starts(changes: list[float], boxes: np.ndarray, present: np.ndarray,
         if new and starts[-1] != i:
             starts.append(i)
     return starts
+
+
+def cut_steps(changes: np.ndarray, threshold: float, min_change: float, ratio: float, width: int = 2) -> np.ndarray:
+    """Which steps between consecutive frames are shot cuts, from ``changes`` (n,): the content change from the
+    frame before (``changes[0]`` unused). A step is a cut when its change is over ``threshold`` (PySceneDetect's
+    content detector), or, PySceneDetect's adaptive detector, when it is at least ``min_change`` and ``ratio``
+    times the mean change of the ``width`` steps on each side (only where both sides have them): a cut between
+    two framings of the same person in the same place can change the picture less than a fixed threshold, but
+    far more than the motion around it, which also keeps a fast pan (large changes on every step) from counting.
+    Returns (n,) bool."""
+    c = np.asarray(changes, np.float64)
+    cut = c > threshold
+    cut[0] = False
+    if ratio > 0 and len(c) > 2 * width + 1:
+        ks = np.arange(width + 1, len(c) - width)  # step 0 is no step: steps 1.. have a left side
+        sides = np.stack([c[ks + o] for o in range(-width, width + 1) if o]).mean(axis=0)
+        cut[ks] |= (c[ks] >= min_change) & (c[ks] >= ratio * np.maximum(sides, 1e-6))
+    return cut
+
+
+def window_cuts(times_s: np.ndarray, cuts: np.ndarray, start_s: float, end_s: float) -> int:
+    """Shot cuts inside a window: cut steps (``cut_steps``) between consecutive decoded source frames whose times
+    (``times_s`` (n,)) both lie in [start_s, end_s]. Every source frame counts, not only the sampled ones, so a cut
+    that falls between two samples 0.25 s apart is found, and measured against the small change of 1/25-1/30 s of
+    motion rather than a quarter second's (PySceneDetect works on consecutive frames too)."""
+    times_s = np.asarray(times_s, np.float64)
+    inside = (times_s[:-1] >= start_s) & (times_s[1:] <= end_s)
+    return int(np.count_nonzero(inside & np.asarray(cuts, bool)[1:]))
+
+
+def face_fill(boxes: np.ndarray, present: np.ndarray, crop_side: float) -> float:
+    """How much of the stored crop the face fills: the face box side (geometric mean of width and height) over the
+    crop's side, on the frame where it is smallest among frames with a detected face (boxes (n, 4) and crop_side
+    in the same pixels). A still head in the default 1.8x crop fills ~0.55; a face crossing the frame, or a
+    zoom-out to the whole body, leaves frames where it fills a tenth."""
+    found = np.asarray(present, bool)
+    if not found.any() or crop_side <= 0:
+        return 0.0
+    return float(box_side(np.asarray(boxes, np.float32)[found]).min() / crop_side)

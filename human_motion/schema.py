@@ -65,9 +65,9 @@ SAMPLE_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
 
 # Every score a stage writes, in dataflow order: each is also an index column, so a threshold can be tightened on a
 # finished build (hm select) without a model run. tests/stages check this list against the stages' headers.
-SCORE_COLUMNS = ("source_min_side_px", "face_found_frac", "multi_face_frac", "face_side_px", "face_score",
-                 "face_missing_frac", "face_area_frac", "crop_side_px", "mean_luma", "text_frac", "image_quality",
-                 "id_min_cos", "face_flow_px")
+SCORE_COLUMNS = ("source_min_side_px", "cuts", "face_found_frac", "multi_face_frac", "face_side_px", "face_score",
+                 "face_missing_frac", "face_area_frac", "face_fill", "crop_side_px", "mean_luma", "text_frac",
+                 "image_quality", "id_min_cos", "face_flow_px")
 
 # index.parquet: one row per sample, every scalar field (lists and dicts stay in the json member).
 INDEX_SCHEMA = pa.schema(

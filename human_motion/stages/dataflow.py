@@ -25,7 +25,7 @@ DATAFLOW: tuple[type[Stage], ...] = (
     Probe,
     select_step("low_resolution"),
     Decode,
-    select_step(*FACE_CHECKS),
+    select_step("shot_cut", *FACE_CHECKS, "low_face_fill"),
     Quality,
     select_step("text_overlay", "low_quality"),
     Faces,

@@ -2,7 +2,10 @@
 
 Runs after decode, on the cropped frames. Writes the ``text_frac`` score (share of the crop covered by detected
 text, 0..1) and ``image_quality`` (0..1, higher is better); the select step after it applies
-``select.max_text_frac`` and ``select.min_image_quality`` (off by default; ``configs/paper.yaml`` turns them on).
+``select.max_text_frac`` (on by default: burnt-in subtitles, captions and logos in the stored crop are rejected;
+``select.max_text_frac=1.0`` keeps them) and ``select.min_image_quality`` (off by default; ``configs/paper.yaml``
+turns it on). Text outside the crop (a ticker under a news anchor, a slide beside a speaker) is not in the sample
+and does not count.
 
 Backends, each offline here:
 
@@ -38,6 +41,8 @@ class QualityConfig(StageResources):
     text_backend: Literal["rapidocr", "easyocr", "mser", "none"] = "rapidocr"
     ocr_side_px: int = 384  # rapidocr: the frame is detected at most this large (at 512: 2x the time, same finds)
     ocr_min_score: float = 0.5  # rapidocr: text boxes less confident than this are dropped
+    # rapidocr: ... and lines its recogniser reads as fewer letters or digits than this (a flag's stars: "K", "KK")
+    ocr_min_chars: int = 3
     easyocr_langs: tuple[str, ...] = ("en",)
     easyocr_model_dir: str | None = None  # EasyOCR weights folder; None: the offline package, else EasyOCR's cache
     easyocr_min_conf: float = 0.3
@@ -67,14 +72,15 @@ class Quality(Stage):
     reads = ("frames", "faces")
     writes = ("quality",)
     scores = ("text_frac", "image_quality")
+    version = 2  # 2: rapidocr's lines must read as ocr_min_chars and be wider than tall (ocr.MIN_LINE_ASPECT)
 
     def __init__(self, cfg: QualityConfig):
         super().__init__(cfg)
         self.q = cfg
         self.text = make_text_detector(cfg.text_backend, side_px=cfg.ocr_side_px, min_score=cfg.ocr_min_score,
-                                       langs=cfg.easyocr_langs, model_dir=cfg.easyocr_model_dir,
-                                       min_conf=cfg.easyocr_min_conf, gpu=auto_device(cfg.device) != "cpu"
-                                       if cfg.text_backend == "easyocr" else False)
+                                       min_chars=cfg.ocr_min_chars, langs=cfg.easyocr_langs,
+                                       model_dir=cfg.easyocr_model_dir, min_conf=cfg.easyocr_min_conf,
+                                       gpu=auto_device(cfg.device) != "cpu" if cfg.text_backend == "easyocr" else False)
         self.clip = self._load_clip() if cfg.iq_backend == "clip_iqa" else None
 
     def _load_clip(self):

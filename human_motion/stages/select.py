@@ -28,8 +28,15 @@ class SelectConfig:
     # different people score ~0.88; dlib's own 0.6 distance rule is ~0.915), ArcFace's are (same person > ~0.4).
     min_id_cos: dict[str, float] = dataclasses.field(default_factory=lambda: {"dlib": 0.92, "arcface": 0.4})
     min_mean_luma: float = 0.0  # reject nearly black windows when > 0
-    max_text_frac: float = 1.0  # text overlays: fraction of the crop covered by text (1.0: off)
+    # Text overlays: share of the crop that detected text lines cover, on a sampled frame (1.0: off). The dev clips
+    # and demo samples score 0 on every 4th frame; drawn text over their faces 0.008 (a three-letter channel logo)
+    # to 0.08 (subtitles, captions, lower thirds): docs/sources.md. As configs/paper.yaml.
+    max_text_frac: float = 0.003
     min_image_quality: float = 0.0  # image quality score 0..1 of a sampled frame (0.0: off)
+    max_cuts: int = 0  # shot cuts inside a window: its frames would mix shots and its intensity measure the cut
+    # The face's side over the crop's side on the frame where it is smallest: a head in the 1.8x crop fills ~0.55
+    # (dev clips and demo >= 0.29); a crop that is mostly body (a face crossing the frame, a zoom-out) ~0.1.
+    min_face_fill: float = 0.2
 
     def __hash__(self) -> int:  # frozen but holds a dict
         return id(self)
@@ -37,24 +44,34 @@ class SelectConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """``reason`` when ``fails(score value, threshold)``; ``threshold`` is a SelectConfig field (None: fixed)."""
+    """``reason`` when ``fails(score value, threshold)``; ``threshold`` is a SelectConfig field (None: fixed);
+    ``hint`` (optional) says, in the rejection's one line, what the score means and how to keep such samples."""
 
     score: str
     reason: str
     threshold: str | None
     fails: Callable[[float, float | None], bool]
+    hint: str = ""
 
 
 CHECKS: dict[str, Check] = {c.reason: c for c in (
     Check("source_min_side_px", "low_resolution", "min_source_side_px", lambda v, t: v < t),
+    Check("cuts", "shot_cut", "max_cuts", lambda v, t: v > t,
+          "the window spans a shot cut, so its intensity would measure the cut; windows within one shot of the "
+          "clip are kept (to keep such windows, raise select.max_cuts or decode.cut_threshold)"),
     Check("face_found_frac", "no_face", None, lambda v, t: v == 0),
     Check("multi_face_frac", "several_faces", "max_multi_face_frac", lambda v, t: v > t),
     Check("face_side_px", "small_face", "min_face_side_px", lambda v, t: v < t),
     Check("face_score", "low_confidence", "min_face_score", lambda v, t: v < t),
     Check("face_missing_frac", "face_lost", "max_missing_face_frac", lambda v, t: v > t),
+    Check("face_fill", "low_face_fill", "min_face_fill", lambda v, t: v < t,
+          "the face's side over the crop's on its smallest frame: the crop is mostly body (a face crossing the "
+          "frame, a zoom-out); to keep it, lower select.min_face_fill"),
     Check("id_min_cos", "identity_switch", "min_id_cos", lambda v, t: v < t),
     Check("mean_luma", "too_dark", "min_mean_luma", lambda v, t: v < t),
-    Check("text_frac", "text_overlay", "max_text_frac", lambda v, t: v > t),
+    Check("text_frac", "text_overlay", "max_text_frac", lambda v, t: v > t,
+          "share of the crop covered by burnt-in text (subtitles, captions, logos); to keep text, set "
+          "select.max_text_frac=1.0"),
     Check("image_quality", "low_quality", "min_image_quality", lambda v, t: v < t),
 )}
 
@@ -82,6 +99,8 @@ def first_failure(scores: dict[str, float], cfg: SelectConfig, reasons: tuple[st
             detail = f"{check.score}={value:.4g}"
             if check.threshold:
                 detail += f" (select.{check.threshold}={limit})"
+            if check.hint:
+                detail += f": {check.hint}"
             return reason, detail
     return None
 

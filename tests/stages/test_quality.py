@@ -142,7 +142,7 @@ def test_clip_iqa_scoring(monkeypatch):
     assert out[0].record["backends"]["image_quality"].startswith("clip_iqa ")
 
 
-def test_build_rejects_a_captioned_video_only_when_asked(tmp_path):
+def test_build_rejects_a_captioned_video_unless_text_is_kept(tmp_path):
     from human_motion.engine.build import build
 
     videos = tmp_path / "videos"
@@ -154,7 +154,8 @@ def test_build_rejects_a_captioned_video_only_when_asked(tmp_path):
         cv2.putText(f, "BREAKING NEWS", (56, 192), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
     write_mp4(str(videos / "captioned.mp4"), captioned, 4.0)
     sets = {"decode.size_px": 256, "decode.crop_scale": 4.0}
-    build(fast_config({"folder": {"root": str(videos)}}, **sets), str(tmp_path / "lenient"))
+    build(fast_config({"folder": {"root": str(videos)}}, **sets, **{"select.max_text_frac": 1.0}),
+          str(tmp_path / "lenient"))
     assert set(read_samples(tmp_path / "lenient")) == {"clean.mp4", "captioned.mp4"}
     build(fast_config({"folder": {"root": str(videos)}}, **sets, **{"select.max_text_frac": 0.01}),
           str(tmp_path / "strict"))
