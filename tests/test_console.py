@@ -4,7 +4,6 @@ and a progress bar redrawn in place shows before its line ends."""
 from __future__ import annotations
 
 import os
-import time
 
 from human_motion.console import filtered_stderr
 
@@ -23,17 +22,33 @@ def test_native_lines_are_dropped_and_the_rest_passes(capfd):
     assert "UserWarning: ours, kept\n" in err and "partial line\n" in err and "progress of our own\n" in err
 
 
-def test_a_bar_redrawn_in_place_shows_before_its_line_ends(capfd):
-    with filtered_stderr():
-        os.write(2, b"\r 10%|#         |")
-        os.write(2, b"\r 20%|##        |")
-        seen, deadline = "", time.monotonic() + 5
-        while "10%" not in seen and time.monotonic() < deadline:
-            time.sleep(0.02)
-            seen += capfd.readouterr().err
-        assert "\r 10%|#         |\r" in seen  # shown while the bar is still being drawn
-        os.write(2, b"\r100%|##########|\n")
-    assert capfd.readouterr().err.endswith("100%|##########|\n")
+def test_a_bar_redrawn_in_place_shows_before_its_line_ends():
+    """The filter's output goes to a pipe the test reads: a bar drawn twice with no newline yet shows its first
+    drawing as soon as the filter forwards it (the read blocks until then; nothing waits on a clock), and the last
+    drawing with its newline arrives before the filter's output closes."""
+    import select
+
+    read_fd, write_fd = os.pipe()
+    real_stderr = os.dup(2)
+    os.dup2(write_fd, 2)  # what filtered_stderr takes for the terminal
+    os.close(write_fd)
+    try:
+        with filtered_stderr():
+            os.write(2, b"\r 10%|#         |")
+            os.write(2, b"\r 20%|##        |")
+            seen = b""
+            while b"10%" not in seen:
+                # select's limit only ends a test that has already failed: the bar was held back
+                assert select.select([read_fd], [], [], 60)[0], f"the bar was not shown before its line ended: {seen}"
+                seen += os.read(read_fd, 4096)
+            assert b"\r 10%|#         |\r" in seen  # shown while the bar is still being drawn
+            os.write(2, b"\r100%|##########|\n")
+    finally:
+        os.dup2(real_stderr, 2)
+        os.close(real_stderr)
+    with os.fdopen(read_fd, "rb") as rest:  # to its end: every copy of the pipe's writer closes with the filter
+        seen += rest.read()
+    assert seen.endswith(b"100%|##########|\n") and b"20%" in seen
 
 
 def test_disabled_filters_nothing(capfd):
