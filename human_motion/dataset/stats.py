@@ -118,6 +118,7 @@ def compute_stats(build: BuildTables, cfg: StatsConfig = StatsConfig()) -> dict:
         "face_area_frac": summarize(idx["face_area_frac"]),
         "face_score": summarize(idx["face_score"]),
         "id_min_cos": summarize(idx["id_min_cos"]),
+        "scores": score_summaries(idx, (build.manifest.get("config") or {}).get("select") or {}),
         "backends": {c: _counts(idx[c]) for c in ("flow_backend", "embedding_kind", "caption_backend", "size_px")},
         "rejects": {
             "total": int(len(rej)),
@@ -131,6 +132,33 @@ def compute_stats(build: BuildTables, cfg: StatsConfig = StatsConfig()) -> dict:
         "notes": list(build.notes) + consistency_notes(build),
     }
     return stats
+
+
+def score_summaries(idx: pd.DataFrame, select: dict) -> dict:
+    """Every score column of the index (schema.SCORE_COLUMNS) that the build has: its distribution over the kept
+    samples and the threshold its select check applied, ``{"setting": "select.max_cuts", "value": 0}`` from the
+    build's config (None for a score no threshold applies to)."""
+    from human_motion.schema import SCORE_COLUMNS
+    from human_motion.stages.select import CHECKS
+
+    limits = {c.score: c.threshold for c in CHECKS.values() if c.threshold}
+    out = {}
+    for name in SCORE_COLUMNS:
+        if name not in idx.columns:
+            continue  # a build made before the stage scored it
+        field = limits.get(name)
+        threshold = {"setting": f"select.{field}", "value": select[field]} if field in select else None
+        out[name] = {"threshold": threshold, **summarize(idx[name])}
+    return out
+
+
+def _threshold_text(threshold: dict | None) -> str:
+    if not threshold:
+        return ""
+    value = threshold["value"]
+    if isinstance(value, dict):  # per embedding kind
+        return f"{threshold['setting']}: " + ", ".join(f"{k} {v:g}" for k, v in value.items())
+    return f"{threshold['setting']}={value:g}"
 
 
 def compute_timings(build: BuildTables) -> dict:
@@ -229,6 +257,11 @@ def format_report(stats: dict) -> str:
     out += ["Descriptions, faces, identity", _table(SUMMARY_HEADERS, [
         _summary_row(k, stats[k]) for k in ("description_words", "description_chars", "face_area_frac", "face_score",
                                             "id_min_cos")]), ""]
+    sc = stats.get("scores", {})
+    out += ["Scores of the kept samples, and the threshold select applied", _table(
+        ["score", "threshold", *SUMMARY_HEADERS[1:]],
+        [[k, _threshold_text(v["threshold"]), *_summary_row(k, v)[1:]] for k, v in sc.items()]) if sc
+        else "  none in the index", ""]
     out += ["Backends", _table(["field", "values"], [[k, ", ".join(f"{n} x{c}" for n, c in v.items())]
                                                      for k, v in stats["backends"].items()]), ""]
     r = stats["rejects"]

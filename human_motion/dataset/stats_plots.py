@@ -26,7 +26,8 @@ def _pyplot():
 
 
 def write_plots(build: BuildTables, stats: dict, out_dir: str) -> list[str]:
-    """PNG charts: intensity.png, actions.png, faces.png, rejects.png, timings.png. Returns the paths written."""
+    """PNG charts: intensity.png, actions.png, faces.png, scores.png, rejects.png, timings.png. Returns the paths
+    written."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -78,6 +79,8 @@ def write_plots(build: BuildTables, stats: dict, out_dir: str) -> list[str]:
     axes[3].yaxis.set_major_locator(MaxNLocator(integer=True))
     save(fig, "faces.png")
 
+    write_score_plot(idx, stats.get("scores", {}), save)
+
     rows = stats["rejects"]["by_stage_reason"][::-1]
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.35 * len(rows) + 1)))
     ax.barh([f"{s}: {r}" for s, r, _ in rows] or ["(none)"], [n for *_, n in rows] or [0], color="tab:red")
@@ -92,6 +95,29 @@ def write_plots(build: BuildTables, stats: dict, out_dir: str) -> list[str]:
     ax.set(ylabel="seconds (summed over workers)", title=f"Build time by stage ({stats['samples']} samples)")
     save(fig, "timings.png")
     return written
+
+
+def write_score_plot(idx: pd.DataFrame, scores: dict, save) -> None:
+    """scores.png: a histogram of every score column of the kept samples, with the threshold select applied as a
+    dashed red line (where it is one number)."""
+    if not scores:
+        return
+    plt = _pyplot()
+    cols = 5
+    rows = math.ceil(len(scores) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(scores):]:
+        ax.axis("off")
+    for ax, (name, s) in zip(axes.flat, scores.items()):
+        ax.hist(pd.to_numeric(idx[name], errors="coerce").dropna(), bins=30, color="tab:gray")
+        limit = (s.get("threshold") or {}).get("value")
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool):
+            ax.axvline(limit, color="tab:red", linestyle="--", label=s["threshold"]["setting"])
+            ax.legend(fontsize=6)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Scores of the kept samples (dashed: the threshold select applied)", fontsize=10)
+    save(fig, "scores.png")
 
 
 # ------------------------------------------------------------------------------------------------- contact sheet

@@ -95,7 +95,7 @@ def test_plots_and_contact_sheet_are_pngs(demo_build, tmp_path, capsys):
     stats = stats_json([str(demo_build), "--plots", str(tmp_path / "plots"), "--contact-sheet", str(sheet),
                         "--sheet-samples", "6"], capsys)
     names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
-    assert names == ["actions.png", "faces.png", "intensity.png", "rejects.png", "timings.png"]
+    assert names == ["actions.png", "faces.png", "intensity.png", "rejects.png", "scores.png", "timings.png"]
     for path in (tmp_path / "plots").glob("*.png"):
         w, h = png_size(path)
         assert w >= 400 and h >= 150 and path.stat().st_size > 5_000, path
