@@ -114,23 +114,49 @@ def test_a_package_found_elsewhere_is_not_this_one(tmp_path, monkeypatch):
     assert not ray_session.importable_without_path()
 
 
+STOP_RAY_SCRIPT = """
+import json, ray
+from human_motion.config import load_config
+from human_motion.engine.config import BuildConfig
+from human_motion.engine.ray_session import init_ray, stop_ray
+
+assert not ray.is_initialized()
+init_ray(load_config(BuildConfig, None, ["ray.num_cpus=1"]))
+node = ray._private.worker._global_node
+procs = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
+shutdown, at_shutdown = ray.shutdown, []
+
+def recording_shutdown(*args, **kwargs):  # what has stopped when Ray's own shutdown begins
+    at_shutdown.append(sorted(kind for kind, ps in procs.items() if ps and all(p.poll() is not None for p in ps)))
+    return shutdown(*args, **kwargs)
+
+ray.shutdown = recording_shutdown
+stop_ray()
+stopped = not ray.is_initialized()
+stop_ray()  # a second call is no error
+print(json.dumps({"stopped": stopped, "monitor": [p.returncode for p in procs.get("monitor", [])],
+                  "at_shutdown": at_shutdown,
+                  "running": {kind: [p.pid for p in ps if p.poll() is None] for kind, ps in procs.items()},
+                  "kinds": sorted(procs)}))
+"""
+
+
 def test_stop_ray_stops_every_process_of_a_ray_started_here():
     """The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
-    the build's Ray started is gone afterwards, and a second call is no error."""
-    import ray
+    the build's Ray started is gone afterwards, and a second call is no error. In a fresh interpreter, which starts
+    and stops its own Ray, whatever Ray an earlier test left in this one."""
+    import json
+    import subprocess
+    import sys
 
-    from human_motion.engine.ray_session import stop_ray
-
-    if ray.is_initialized():
-        pytest.skip("a Ray from an earlier test is still up in this process")
-    init_ray(load_config(BuildConfig, None, ["ray.num_cpus=1"]))
-    node = ray._private.worker._global_node
-    procs = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
-    assert procs.get("monitor") and procs.get("raylet")  # what this test is about exists in this Ray version
-    stop_ray()
-    assert not ray.is_initialized()
-    for kind, ps in procs.items():
-        for p in ps:
-            assert p.poll() is not None, f"{kind} still running"
-    assert procs["monitor"][0].returncode == -9  # killed, not waited on
-    stop_ray()
+    src = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", STOP_RAY_SCRIPT], env=env, cwd=src, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"monitor", "raylet"} <= set(got["kinds"])  # what this test is about exists in this Ray version
+    assert got["at_shutdown"] == [["monitor"]]  # killed before Ray's shutdown, which would wait on it
+    assert got["stopped"] and got["monitor"] == [-9]
+    assert got["running"] == {kind: [] for kind in got["kinds"]}
