@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 
 from human_motion.engine.config import FlowConfig  # noqa: E402
 from human_motion.backends.optical_flow import RaftFlow, flow_magnitudes  # noqa: E402
-from human_motion.stages.flow import FlowIntensity  # noqa: E402
+from human_motion.metrics import compute_flow_intensity, flow_maps_uint8  # noqa: E402
+from human_motion.stages.flow import FlowIntensity, face_region_motion  # noqa: E402
 from human_motion.types import Row  # noqa: E402
 from tests.conftest import small_build_config  # noqa: E402
 from tests.stages.test_flow import sampled_pan  # noqa: E402
@@ -51,13 +52,19 @@ def test_flow_stage_with_raft_on_cpu(weights, backend, precision):
     [out] = stage.process_rows([row])
     rec = out.record
     assert rec["status"] == "ok", rec.get("detail")
-    assert np.isfinite(rec["intensity"]) and len(rec["intensity_per_step"]) == 3
+    # The stage's numbers are the backend's magnitudes at the 512 scale through Eq. 5-7 (metrics.py), face box and all.
+    magnitudes = flow_magnitudes(frames(), stage.flow, 128, 512)
+    intensity, per_step, fg = compute_flow_intensity(magnitudes)
+    assert rec["intensity"] == pytest.approx(intensity, rel=1e-5) and intensity > 0
+    assert rec["intensity_per_step"] == pytest.approx(per_step.tolist(), rel=1e-5)
+    assert rec["scores"]["face_flow_px"] == pytest.approx(
+        face_region_motion(magnitudes, np.array([[150, 100, 350, 330]] * 4), 512), rel=1e-5)
     assert rec["intensity_units"] == {"unit": "px_per_step", "backend": backend, "resolution_px": 512, "fps": 4.0,
                                       "work_px": 128}
     assert rec["backends"]["flow"].startswith(f"{backend} torchvision ") and precision in rec["backends"]["flow"]
     maps = np.load(__import__("io").BytesIO(out.blobs["flow.npy"]))
     assert maps.shape == (3, 64, 64) and maps.dtype == np.uint8
-    assert np.isfinite(rec["scores"]["face_flow_px"])
+    np.testing.assert_array_equal(maps, flow_maps_uint8(fg, 64))
 
 
 def test_pairs_in_chunks_equal_one_batch_and_magnitudes_are_at_512_scale(weights):
