@@ -21,6 +21,17 @@ def read_log(out):
     return [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
 
 
+def mark_as_killed_run(out) -> None:
+    """Tag every line a killed run logged. A resume keeps the lines up to its checkpoint as they are and logs the
+    later steps anew; a run that began again would log every step untagged."""
+    path = out / "logs" / "train.jsonl"
+    path.write_text("".join(json.dumps({**r, "killed_run": True}) + "\n" for r in read_log(out)))
+
+
+def logged_steps(out) -> list[tuple[int, bool]]:
+    return [(r["step"], "killed_run" in r) for r in read_log(out) if "loss" in r]
+
+
 def test_train_on_shards_lowers_fixed_batch_loss_and_writes_outputs(tmp_path):
     shards = write_shards(tmp_path / "shards", num_video=2, num_static=0)  # batch 2: the same two clips every step
     out = tmp_path / "run"
@@ -67,11 +78,14 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
     assert main([*args, "--out", str(tmp_path / "b")]) == 130
+    assert logged_steps(tmp_path / "b") == [(1, False), (2, False)]
+    mark_as_killed_run(tmp_path / "b")
     monkeypatch.setattr(train_module, "save_checkpoint", real)
     assert main([*args, "--out", str(tmp_path / "b"), "--resume", "latest"]) == 0
+    assert logged_steps(tmp_path / "b") == [(1, True), (2, True), (3, False), (4, False)]  # resumed, not begun again
 
-    losses = [{r["step"]: r["loss"] for r in read_log(tmp_path / run) if "loss" in r} for run in ("a", "b")]
-    assert losses[0] == losses[1] and sorted(losses[0]) == [1, 2, 3, 4]
+    losses = [[(r["step"], r["loss"]) for r in read_log(tmp_path / run) if "loss" in r] for run in ("a", "b")]
+    assert losses[0] == losses[1] and [s for s, _ in losses[0]] == [1, 2, 3, 4]
     a = load_file(tmp_path / "a" / "adapter" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
@@ -163,12 +177,10 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tmp_path, capsys):
     b = tmp_path / "b"
     assert [r["step"] for r in read_log(b) if "loss" in r] == [1, 2, 3]
     assert [p.name for p in (b / "checkpoints").iterdir()] == ["checkpoint-2"] and not (b / "adapter").exists()
-    # Mark what the killed run logged: a resume keeps its steps 1-2 as they are and logs steps 3-4 anew.
-    (b / "logs" / "train.jsonl").write_text("".join(json.dumps({**r, "killed_run": True}) + "\n" for r in read_log(b)))
+    mark_as_killed_run(b)
     assert main(["train", *args, "--out", str(b), "--resume", "latest"]) == 0
     assert f"resuming from {b / 'checkpoints' / 'checkpoint-2'}" in capsys.readouterr().err
-    assert [(r["step"], "killed_run" in r) for r in read_log(b) if "loss" in r] == [
-        (1, True), (2, True), (3, False), (4, False)]
+    assert logged_steps(b) == [(1, True), (2, True), (3, False), (4, False)]  # 1-2 kept, the logged 3 dropped
 
     losses = [[(r["step"], r["loss"]) for r in read_log(tmp_path / run) if "loss" in r] for run in ("a", "b")]
     assert losses[0] == losses[1] and [s for s, _ in losses[0]] == [1, 2, 3, 4]
