@@ -265,8 +265,9 @@ def test_a_run_is_never_overwritten_by_accident(finished_run, tmp_path, capsys):
     assert "trained with model.num_action_tokens=6, this command gives 4" in capsys.readouterr().err
     assert snapshot(out) == before
     # --resume (no value: the last checkpoint) continues at step 3.
+    mark_as_killed_run(out)
     assert main(["train", "--out", str(out), "--set", "train.max_train_steps=3", "--resume"]) == 0
-    assert [r["step"] for r in read_log(out) if "loss" in r] == [1, 2, 3]
+    assert logged_steps(out) == [(1, True), (2, True), (3, False)]
     # --overwrite starts again and removes only what a run writes.
     assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=1", "--overwrite"]) == 0
     assert [r["step"] for r in read_log(out) if "loss" in r] == [1]
