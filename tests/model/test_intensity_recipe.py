@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from human_motion.cli import main
 from human_motion.model.adapter import set_trainable
@@ -38,6 +39,11 @@ def test_train_unet_saves_resumes_and_loads_the_trained_unet(tmp_path):
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert (out / "checkpoints" / "checkpoint-2" / "unet").is_dir()
     assert main([*args, "--set", "train.max_train_steps=3", "--resume", "latest"]) == 0
+    # The resume loaded the trained UNet back: it ends where a straight 3-step run ends.
+    straight = tmp_path / "straight"
+    assert main([*[a if a != str(out) else str(straight) for a in args], "--set", "train.max_train_steps=3"]) == 0
+    saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    assert_same(saved, load_file(straight / "unet" / "diffusion_pytorch_model.safetensors"))
 
     fresh = load_components(tiny_model_config(), tmp_path / "a", seed=0)
     trained = load_components(tiny_model_config(unet=str(out / "unet"), adapter=str(out / "adapter")),
@@ -46,6 +52,11 @@ def test_train_unet_saves_resumes_and_loads_the_trained_unet(tmp_path):
     assert fresh_sd.keys() == trained_sd.keys()  # the adapter's processors are installed in both
     base_keys = [k for k in fresh_sd if ".processor." not in k]
     assert any(not torch.equal(fresh_sd[k], trained_sd[k]) for k in base_keys)  # the 2D layers did train
+    assert_same({k: trained_sd[k] for k in base_keys}, saved)  # and the trained weights are the ones loaded
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _perturbed(components):
