@@ -283,11 +283,14 @@ def test_workers_give_the_same_report(build_copy):
 
 
 @pytest.mark.slow
-def test_shards_load_with_ray_data(demo_build):
-    """ray.data.read_webdataset reads the shards as they are: one row per sample, every member a column."""
+def test_shards_load_with_ray_data(demo_build, monkeypatch):
+    """ray.data.read_webdataset reads the shards as they are: one row per sample, every member a column. On a Ray of
+    the test's own (``address="local"``: a bare ``ray.init()`` joins a ``ray start`` Ray left running on the
+    machine, or RAY_ADDRESS's)."""
     ray = pytest.importorskip("ray")
     index = pd.read_parquet(demo_build / "index.parquet").set_index("key")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         rows = ray.data.read_webdataset(str(demo_build), file_extensions=["tar"], decoder=False).take_all()
     finally:

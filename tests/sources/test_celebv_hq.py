@@ -159,11 +159,12 @@ def test_unsafe_ids_are_rejected_without_a_path(tmp_path, clip_id):
 
 
 @pytest.mark.slow
-def test_ray_data_build_gives_the_same_samples_and_rejections(built, tmp_path):
+def test_ray_data_build_gives_the_same_samples_and_rejections(built, tmp_path, monkeypatch):
     """The same corpus through Ray Data actor pools (not the in-process runner): ~25 s on 2 cores."""
     root, local_out, _ = built
     import ray
 
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a Ray of the build's own, not one the environment names
     cfg = fast_config({"celebv-hq": {"root": str(root)}}, **{"ray.num_cpus": 2})
     cfg.ray = __import__("dataclasses").replace(cfg.ray, address=None)  # start Ray in this process
     try:
