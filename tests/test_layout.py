@@ -27,8 +27,23 @@ def _module(path: pathlib.Path) -> str:
     return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
 
 
+def _from_module(path: pathlib.Path, node: ast.ImportFrom) -> str | None:
+    """The module an ``import from`` names, a relative one (``from ..eval import x``) made absolute."""
+    if not node.level:
+        return node.module
+    package = _module(path).split(".")[: None if path.name == "__init__.py" else -1]
+    return ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+
+
+def _is_module(name: str) -> bool:
+    """A module or a package of ours (``from human_motion import engine`` imports the package)."""
+    where = PACKAGE.parent / name.replace(".", "/")
+    return where.with_suffix(".py").exists() or (where / "__init__.py").exists()
+
+
 def _imports(path: pathlib.Path) -> set[str]:
-    """human_motion modules a file imports, at module level or inside functions (TYPE_CHECKING blocks aside)."""
+    """human_motion modules a file imports, at module level or inside functions (TYPE_CHECKING blocks aside),
+    relative imports included."""
     tree = ast.parse(path.read_text())
     skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
             for n in ast.walk(node)}
@@ -36,10 +51,10 @@ def _imports(path: pathlib.Path) -> set[str]:
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("human_motion"):
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names
-                       if (PACKAGE.parent / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists())
+        module = _from_module(path, node) if isinstance(node, ast.ImportFrom) else None
+        if module and module.startswith("human_motion"):
+            out.add(module)
+            out.update(f"{module}.{a.name}" for a in node.names if _is_module(f"{module}.{a.name}"))
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("human_motion"))
     return out

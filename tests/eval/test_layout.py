@@ -12,8 +12,12 @@ def imported_modules(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in ast.walk(tree):  # function-level imports count too
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        if isinstance(node, ast.ImportFrom) and node.level:  # from ..eval import x, from .. import eval
+            package = ["human_motion", *path.relative_to(ROOT).parent.parts]
+            base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            names.update({base} | {f"{base}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update({node.module} | {f"{node.module}.{a.name}" for a in node.names})  # import eval by name
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
     return names
