@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
+from human_motion.config import ConfigError
 from human_motion.stages.base import RowView, Stage, UndeclaredFieldError
 
 
@@ -41,6 +42,13 @@ class SelectConfig:
     def __hash__(self) -> int:  # frozen but holds a dict
         return id(self)
 
+    def __post_init__(self) -> None:
+        if self.max_cuts < 0:
+            raise ConfigError(f"select.max_cuts must be >= 0 (0: no shot cut inside a window), got {self.max_cuts}")
+        if not 0.0 <= self.min_face_fill < 1.0:
+            raise ConfigError(f"select.min_face_fill must be in [0, 1) (0: off; a head in the crop fills ~0.55), "
+                              f"got {self.min_face_fill}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Check:
@@ -57,8 +65,8 @@ class Check:
 CHECKS: dict[str, Check] = {c.reason: c for c in (
     Check("source_min_side_px", "low_resolution", "min_source_side_px", lambda v, t: v < t),
     Check("cuts", "shot_cut", "max_cuts", lambda v, t: v > t,
-          "the window spans a shot cut, so its intensity would measure the cut; windows within one shot of the "
-          "clip are kept (to keep such windows, raise select.max_cuts or decode.cut_threshold)"),
+          "the window spans a shot cut, so its intensity would measure the cut (the clip's one-shot windows are "
+          "kept); to keep such windows, raise select.max_cuts"),
     Check("face_found_frac", "no_face", None, lambda v, t: v == 0),
     Check("multi_face_frac", "several_faces", "max_multi_face_frac", lambda v, t: v > t),
     Check("face_side_px", "small_face", "min_face_side_px", lambda v, t: v < t),

@@ -5,13 +5,17 @@ distributions with the threshold the build applied."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from human_motion.cli import main
+from human_motion.config import ConfigError
 from human_motion.dataset.subset import apply_thresholds
 from human_motion.schema import INDEX_SCHEMA, SCORE_COLUMNS
+from human_motion.stages.decode import DecodeConfig
 from human_motion.stages.select import SelectConfig
 
 
@@ -49,3 +53,15 @@ def test_hm_select_and_hm_stats_on_a_build(demo_build, tmp_path, capsys):
     assert main(["stats", str(demo_build)]) == 0
     report = capsys.readouterr().out
     assert "select.min_face_fill=0.2" in report and "select.max_cuts=0" in report
+
+
+@pytest.mark.parametrize(("section", "values", "words"), [
+    ("select", {"max_cuts": -1}, "select.max_cuts must be >= 0"),
+    ("select", {"min_face_fill": 1.0}, "select.min_face_fill must be in [0, 1)"),
+    ("decode", {"cut_threshold": 0}, "decode.cut_threshold must be > 0"),
+    ("decode", {"cut_ratio": -1}, "cut_ratio >= 0")])
+def test_settings_that_cannot_work_are_one_line_refusals(section, values, words):
+    make = SelectConfig if section == "select" else DecodeConfig
+    with pytest.raises(ConfigError, match=re.escape(words)) as e:
+        make(**values)
+    assert "\n" not in str(e.value)
