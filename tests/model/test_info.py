@@ -19,11 +19,31 @@ def test_parameters_only_by_default(capsys, monkeypatch):
     monkeypatch.setattr(info, "_flops", no_forward)
     assert main(["model-info", "--config", "train_tiny", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows["adapter: id projector"]["trainable"] > 0 and rows["vae"]["frozen"] > 0
     assert not any(k.startswith("gflops") for row in rows.values() for k in row)
+    # Counted independently: train_tiny trains the adapter alone, and every weight of the model is in one row.
+    adapter, everything = tiny_run_parameter_counts()
+    assert sum(r["trainable"] for r in rows.values()) == adapter
+    assert sum(r["trainable"] + r["frozen"] for r in rows.values()) == everything
+    assert rows["adapter: id projector"]["trainable"] > 0 and rows["vae"]["trainable"] == 0 < rows["vae"]["frozen"]
     assert main(["model-info", "--config", "train_tiny"]) == 0
     table = capsys.readouterr().out
     assert "GFLOPs" not in table and table.splitlines()[-1].startswith("total")
+
+
+def tiny_run_parameter_counts() -> tuple[int, int]:
+    """(the adapter's parameters, every parameter of every component) of train_tiny's model."""
+    import tempfile
+
+    from human_motion.config import load_config, packaged_config
+    from human_motion.model.components import load_components
+    from human_motion.model.config import TrainConfig
+
+    cfg = load_config(TrainConfig, packaged_config("train_tiny"), [])
+    with tempfile.TemporaryDirectory() as tmp:
+        c = load_components(cfg.model, tmp, cfg.train.seed)
+    parts = [c.unet, c.adapter, c.vae, c.text_encoder, c.image_encoder]
+    unique = {id(p): p for part in parts for p in part.parameters()}
+    return sum(p.numel() for p in c.adapter.parameters()), sum(p.numel() for p in unique.values())
 
 
 def test_flops_on_request(capsys):
