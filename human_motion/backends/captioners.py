@@ -30,7 +30,7 @@ import time
 import unicodedata
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -38,8 +38,33 @@ import numpy as np
 from human_motion.config import ConfigError
 from human_motion.devices import auto_device, torch_dtype
 
-if TYPE_CHECKING:  # the caption stage's config section; backends take it as it is
-    from human_motion.stages.caption import CaptionConfig
+
+
+class CaptionConfig(Protocol):
+    """The settings a captioner reads. The caption stage's config section (stages/caption.py) has them; a backend
+    knows no stage, so it names what it needs here instead of importing the stage."""
+
+    backend: str
+    model: str | None
+    endpoint_url: str | None
+    api_key_env: str | None
+    num_frames: int
+    image_px: int
+    prompt: str | None
+    max_new_tokens: int
+    temperature: float
+    retry_temperature: float
+    max_retries: int
+    retry_backoff_s: float
+    max_action_words: int
+    max_description_chars: int
+    device: str
+    dtype: str
+    model_kwargs: dict[str, Any]
+    trust_remote_code: bool
+    json_mode: bool
+    request_timeout_s: float
+    max_parallel_requests: int
 
 log = logging.getLogger("human_motion")
 

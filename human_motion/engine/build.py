@@ -29,7 +29,7 @@ from human_motion.engine.plan import (OutputLock, Plan, check_output, looks_comp
 from human_motion.engine.progress import Progress
 from human_motion.engine.ray_session import init_ray
 from human_motion.engine.shards import assemble_shard, finalize, read_manifest
-from human_motion.engine.storage import listing, write_atomic
+from human_motion.engine.storage import is_local, listing, write_atomic
 from human_motion.engine.tasks import TaskPlanner
 from human_motion.engine.writer import PartWriter
 from human_motion.types import Row
@@ -190,8 +190,9 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
                 journal = crashes.start_journal(name)
                 actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
             plan = planned.result()
+        planned_at = time.time()
         to_run = plan.count_pending()
-        print(f"hm build: {_plan_line(fs, root, plan, to_run)}", file=console, flush=True)
+        print(f"hm build: {_plan_line(plan, to_run)}", file=console, flush=True)
         progress = Progress(to_run, cfg.progress, console)
         assembler = Assembler(out, plan, actor, progress)
         try:
@@ -205,19 +206,22 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
             progress.close()
             if journal is not None:
                 stop_actors([journal[0], actor, *(pool or ())])  # a pool that ran is stopped already
+        if is_local(fs):  # what an assembler killed and retried left (an object store gets no temporary names)
+            remove_stale_temporaries(fs, root, listing(fs, root))
         if plan.todo_shards:
             missing = plan.todo_shards
             raise RuntimeError(f"shards {missing[:10]} did not receive all their clips; run the command again")
         if "config.yaml" not in sizes or plan.todo_shards or assembler.written:
             write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
         run_info = {"started": started, "seconds": round(time.time() - started, 2),
+                    "plan_seconds": round(planned_at - started, 2), "clips_run": to_run,
                     "shards_written": len(assembler.written), "argv": sys.argv, "complete": True}
         changed = set(assembler.written) | plan.read_back
         return finalize(fs, root, plan.shards, changed, previous, sizes,
                         run_info, {"config": to_dict(cfg), "versions": _versions()})
 
 
-def _plan_line(fs, root: str, plan: Plan, to_run: int) -> str:
+def _plan_line(plan: Plan, to_run: int) -> str:
     """What the plan found: clips, those the sources rejected (by reason), shards done and to do."""
     line = f"{plan.inputs.num_rows + plan.source_rejects} clips"
     if plan.source_rejects:

@@ -83,7 +83,7 @@ ADVICE = {
                      "point sources.{source}.root at the folder the corpus' download script filled, or download the "
                      "rest (docs/sources.md shows each corpus' layout)"),
     "low_resolution": ("are smaller than select.min_source_side_px = {floor} px on their short side",
-                       "lower it for a corpus of smaller videos (--set select.min_source_side_px=256), or use "
+                       "lower it for a corpus of smaller videos (--set select.min_source_side_px={half}), or use "
                        "higher-resolution sources"),
 }
 ADVICE_SHARE = 0.5  # a reason shared by at least this share of a source's clips gets its line
@@ -100,7 +100,8 @@ def advice(summary: dict, cfg: BuildConfig) -> list[str]:
             scfg = cfg.sources.get(source)
             what, todo = ADVICE[reason]
             fill = {"root": repr(scfg.root if scfg else None), "source": source, "have": listed - n,
-                    "listed": listed, "floor": cfg.select.min_source_side_px}
+                    "listed": listed, "floor": cfg.select.min_source_side_px,
+                    "half": cfg.select.min_source_side_px // 2}
             lines.append(f"hm build: {n} of {listed} {source} clips ({100 * n / listed:.0f}%) {what.format(**fill)} "
                          f"({reason}); {todo.format(**fill)}")
     return lines

@@ -28,7 +28,11 @@ from human_motion.stages.select import SelectConfig
 
 @dataclasses.dataclass(frozen=True)
 class SinkConfig:
-    clips_per_shard: int = 16  # input clips per shard: the unit of work and of restart
+    # Input clips per shard (of those that can run: rows the sources reject take no place). A kept clip stores
+    # ~0.4-0.9 MB (one to four 16-frame 512 px windows at ~0.45 MB, benchmarks/scale.py), so a shard is ~100-400 MB:
+    # inside WebDataset's 100 MB-1 GB, and 106k clips still make ~200 shards, enough for every loader worker of an
+    # 8-GPU node to stream its own. A build stopped mid-shard loses nothing (parts are kept per task).
+    clips_per_shard: int = 512
     mode: Literal["incremental", "overwrite"] = dataclasses.field(default="incremental", metadata={"runtime": True})
 
     def __post_init__(self) -> None:

@@ -1,8 +1,15 @@
-"""Workers that are killed (SIGKILL) once while writing, for test_ray_cluster: ``python -m tests.engine.killer OUT
-WHERE [hm build args]`` runs ``hm build`` on a local Ray whose workers kill themselves the first time they write
-a part of a row (WHERE=parts) or a shard from its parts (WHERE=assemble), half way through the file. The kill
-happens once per build (a marker file beside OUT records it); the product code is untouched, the kill is
-installed by Ray's ``worker_process_setup_hook`` in every worker."""
+"""Workers that die, or stop, at a moment the test chooses: ``python -m tests.engine.killer OUT WHERE [hm build
+args]`` runs ``hm build`` on a local Ray whose workers
+
+- WHERE=parts / assemble: kill themselves (SIGKILL) the first time they write a part or a shard from its parts,
+  half way through the file (test_ray_cluster). The kill happens once per build (a marker file ``OUT.killed``
+  records it; ``HM_TEST_MARKER_BASE`` puts the markers elsewhere, as for an ``s3://`` OUT).
+- WHERE=hold:N: stop for good when a process has written its N-th part: it writes ``OUT.held`` and blocks, so the
+  build cannot end; the test, which waits for that file, then kills the whole build (test_build's SIGKILL test,
+  test_object_store's resume). A build that reaches that moment is killed part way, never after its end.
+
+With ``--set ray.address=local`` among the arguments the same is installed in this process (no Ray). The product
+code is untouched: the hooks are installed by Ray's ``worker_process_setup_hook`` in every worker."""
 
 from __future__ import annotations
 
@@ -30,7 +37,9 @@ def install() -> None:
     from human_motion.engine import writer
 
     where = os.environ["HM_TEST_KILL_WHERE"]
-    if where == "parts":
+    if where.startswith("hold:"):
+        _install_hold(int(where.split(":")[1]))
+    elif where == "parts":
         real = writer.write_atomic
 
         def write_atomic(fs, path, data):
@@ -42,23 +51,49 @@ def install() -> None:
 
         writer.write_atomic = write_atomic
     else:
-        real_add, real_assemble = writer._add_member, writer.assemble_shard
-        assembling = []
+        from human_motion.engine import shards
 
-        def assemble_shard(out, shard, expected):
-            assembling.append(shard)  # only the shard assembler's writes are killed, not the part writers'
-            try:
-                return real_assemble(out, shard, expected)
-            finally:
-                assembling.pop()
+        real_tar_writer = shards.tar_writer  # used by the shard assembler only
 
-        def add_member(tar, name, data):
-            real_add(tar, name, data)
-            if assembling and not name.startswith("__"):
+        def tar_writer(fileobj):
+            sink = real_tar_writer(fileobj)
+            real_write = sink.write
+
+            def write(sample):
+                size = real_write(sample)
                 _kill_once()  # the shard's tar is half written under its temporary name
+                return size
 
-        writer._add_member = add_member
-        writer.assemble_shard = assemble_shard
+            sink.write = write
+            return sink
+
+        shards.tar_writer = tar_writer
+
+
+def _install_hold(n: int) -> None:
+    import threading
+    import time
+
+    from human_motion.engine import writer
+
+    real, lock, count = writer.write_atomic, threading.Lock(), [0]
+
+    def write_atomic(fs, path, data):
+        real(fs, path, data)
+        if "/_parts/" in path:
+            with lock:
+                count[0] += 1
+                if count[0] != n:
+                    return
+            try:
+                fd = os.open(os.environ["HM_TEST_HOLD_MARKER"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.close(fd)
+            except FileExistsError:
+                pass
+            while True:  # hold the build here until the test kills it
+                time.sleep(1)
+
+    writer.write_atomic = write_atomic
 
 
 def main(argv: list[str]) -> int:
@@ -67,8 +102,13 @@ def main(argv: list[str]) -> int:
     from human_motion.cli import main as hm
 
     out, where, *rest = argv
+    marker = os.environ.get("HM_TEST_MARKER_BASE", out)  # a local path beside OUT (OUT may be an s3:// URL)
     env = {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "GLOG_minloglevel": "2", "HM_TEST_KILL_WHERE": where,
-           "HM_TEST_KILL_MARKER": f"{out}.killed"}
+           "HM_TEST_KILL_MARKER": f"{marker}.killed", "HM_TEST_HOLD_MARKER": f"{marker}.held"}
+    if "ray.address=local" in rest:
+        os.environ.update(env)
+        install()
+        return hm(["build", "--out", out, *rest])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env, "worker_process_setup_hook": "tests.engine.killer.install"})
     return hm(["build", "--out", out, *rest])

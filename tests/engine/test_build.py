@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -59,7 +58,9 @@ def test_shards_read_back_with_plain_webdataset(demo_build):
     rejects = pq.read_table(demo_build / "rejects.parquet").to_pandas()
     assert sorted(rejects.reason) == ["no_face", "several_faces"]
     manifest = json.loads((demo_build / "manifest.json").read_text())
-    assert manifest["summary"]["samples"] == len(index) and manifest["versions"]["human_motion"]
+    # The shards' own counts (made by the assembler from the parts, not from index.parquet) agree with the tars.
+    assert sum(s["samples"] for s in manifest["shards"].values()) == len(seen)
+    assert manifest["tars"] == [pathlib.Path(t).name for t in tars] and manifest["versions"]["human_motion"]
 
 
 def make_bad_inputs(root: pathlib.Path) -> dict[str, str]:
@@ -178,6 +179,41 @@ def _cmd(out, *extra):
             "--set", "ray.progress=false", *extra]
 
 
+def kill_when_held(cmd: list[str], out: pathlib.Path, env: dict) -> None:
+    """Run ``cmd`` (tests.engine.killer with WHERE=hold:N), wait until a worker holds the build at the moment the
+    test chose (it wrote its N-th part: ``OUT.held`` appears; the build cannot end while it holds), then SIGKILL
+    the build and everything it started. Raises if the build ended before reaching that moment."""
+    log = open(f"{out}.log", "w+")  # noqa: SIM115 - read back below, closed at the end
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, cwd=REPO)
+    held = pathlib.Path(f"{out}.held")
+    try:
+        while not held.exists():  # an event, not a deadline: the subprocess either gets there or ends
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            log.seek(0)
+            raise AssertionError(f"the build ended before it was held: {log.read()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, mid-build
+        proc.wait()
+        log.close()
+
+
+def complete_tar(path: pathlib.Path) -> bool:
+    """The tar reads to its end-of-archive marker (not a file cut half way)."""
+    import tarfile
+
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                tar.extractfile(member).read()
+        return True
+    except (tarfile.TarError, OSError):
+        return False
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_sigkill_and_resume_gives_exactly_the_uninterrupted_samples(tmp_path, executor):
@@ -188,30 +224,34 @@ def test_sigkill_and_resume_gives_exactly_the_uninterrupted_samples(tmp_path, ex
     expected = _samples(full)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(killed.glob("*_stats.json")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, mid-build
-    proc.wait()
-    done_before = len(list(killed.glob("*_stats.json")))
-    assert 0 < done_before < 6, "the build should have been killed part way"
-    for tar in killed.glob("0*.tar"):  # every shard under a final name is complete
-        assert (killed / tar.name.replace(".tar", "_stats.json")).exists() or tar.stat().st_size >= 0
+    kill_when_held([sys.executable, "-m", "tests.engine.killer", str(killed), "hold:2", *_cmd(killed, *extra)[6:]],
+                   killed, env)
+    assert not (killed / "manifest.json").exists()  # killed part way: the build never got to its end
+    parts = list(killed.glob("_parts/*/*.tar"))
+    shards = list(killed.glob("*_stats.json"))
+    assert parts or shards  # and after its second part at least
+    for tar in killed.glob("0*.tar"):  # every tar under a final name is whole (a half one is only ever a .tmp)
+        assert complete_tar(tar), tar
     subprocess.run(_cmd(killed, *extra), check=True, env=env, capture_output=True, timeout=600)
     assert _samples(killed) == expected
     keys = [s["__key__"] for s in wds.WebDataset(sorted(map(str, killed.glob("0*.tar"))), shardshuffle=False)]
     assert sorted(keys) == sorted(expected) and len(keys) == len(set(keys))
-    assert not list(killed.glob("*.tmp"))
+    assert not list(killed.glob("*.tmp")) and not list(killed.glob("_parts/*/*"))
+    runs = json.loads((killed / "manifest.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["shards_written"] >= 1  # the resumed run did the rest
 
 
 def test_runtime_settings_do_not_block_a_resume(demo_build, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(demo_build, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in ("manifest.json", "_lock")}
     cfg = small_build_config(**{"flow.concurrency": 2, "faces.num_cpus": 1, "caption.request_timeout_s": 5})
     summary = build(cfg, str(out))  # every shard is done: nothing to redo, and no config complaint
-    assert summary["samples"] == len(pq.read_table(out / "index.parquet"))
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name not in ("manifest.json", "_lock")}
+    assert after == before  # no shard, index or rejects file was written again
+    runs = json.loads((out / "manifest.json").read_text())["runs"]
+    assert len(runs) == 2 and runs[-1]["shards_written"] == 0
+    assert summary["samples"] == len(pq.read_table(out / "index.parquet")) > 0
 
 
 @pytest.mark.slow
