@@ -180,7 +180,7 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
         with concurrent.futures.ThreadPoolExecutor(1) as planner:
             # Ray starts (seconds), and its actors import and load their models, while the sources are read and
             # the manifest written; ray.init itself must run in the main thread.
-            planned = planner.submit(lambda: Plan(fs, root, prepare_inputs(cfg, fs, root), sizes, previous))
+            planned = planner.submit(_plan, cfg, fs, root, sizes, previous)
             if use_ray:
                 import ray
 
@@ -189,8 +189,7 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
                 pool = start_pool(cfg, out, name)  # first, so they take the workers Ray started ahead
                 journal = crashes.start_journal(name)
                 actor = ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)(ShardAssembler).remote()
-            plan = planned.result()
-        planned_at = time.time()
+            plan, plan_seconds = planned.result()
         to_run = plan.count_pending()
         print(f"hm build: {_plan_line(plan, to_run)}", file=console, flush=True)
         progress = Progress(to_run, cfg.progress, console)
@@ -214,11 +213,18 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
         if "config.yaml" not in sizes or plan.todo_shards or assembler.written:
             write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
         run_info = {"started": started, "seconds": round(time.time() - started, 2),
-                    "plan_seconds": round(planned_at - started, 2), "clips_run": to_run,
+                    "plan_seconds": round(plan_seconds, 2), "clips_run": to_run,
                     "shards_written": len(assembler.written), "argv": sys.argv, "complete": True}
         changed = set(assembler.written) | plan.read_back
         return finalize(fs, root, plan.shards, changed, previous, sizes,
                         run_info, {"config": to_dict(cfg), "versions": _versions()})
+
+
+def _plan(cfg: BuildConfig, fs, root: str, sizes: dict[str, int], previous: dict) -> tuple[Plan, float]:
+    """The plan (sources read, manifest written or reused, what is left found) and the seconds it took."""
+    start = time.perf_counter()
+    plan = Plan(fs, root, prepare_inputs(cfg, fs, root), sizes, previous)
+    return plan, time.perf_counter() - start
 
 
 def _plan_line(plan: Plan, to_run: int) -> str:
