@@ -152,17 +152,28 @@ def load_components(cfg: ModelConfig, work_dir: str | pathlib.Path, seed: int = 
 
 
 def load_face_embedder(spec: str) -> nn.Module:
-    """phi of Eq. 4, frozen: ``tiny`` or an ArcFace ONNX file turned into a differentiable torch module."""
+    """phi of Eq. 4, frozen: ``tiny``, a ``SmallFaceEmbedder`` folder (``model/face_embedder.py``, saved with
+    ``save_pretrained``), or an ArcFace ONNX file turned into a differentiable torch module."""
+    if not spec:
+        raise ConfigError("loss.face_embedder is empty; name an ArcFace ONNX file or a SmallFaceEmbedder folder, or "
+                          "set loss.id_weight=0")
+    path = pathlib.Path(spec).expanduser()
     if spec == "tiny":
         from human_motion.model.tiny import TinyFaceEmbedder
 
         module = TinyFaceEmbedder()
+    elif path.is_dir():
+        from human_motion.model.face_embedder import SmallFaceEmbedder
+
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"loss.face_embedder {spec!r} is a folder without config.json; point it at a folder "
+                              "saved by SmallFaceEmbedder.save_pretrained or at an ArcFace ONNX file")
+        module = SmallFaceEmbedder.from_pretrained(str(path), use_safetensors=True)
     else:
-        path = pathlib.Path(spec).expanduser()
         if not path.is_file():
             raise ConfigError(
                 f"loss.face_embedder {spec!r} does not exist; point it at an ArcFace ONNX file (insightface's "
-                "buffalo_l/w600k_r50.onnx) or set loss.id_weight=0"
+                "buffalo_l/w600k_r50.onnx), a SmallFaceEmbedder folder, or set loss.id_weight=0"
             )
         try:
             import onnx2torch

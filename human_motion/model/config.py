@@ -115,16 +115,23 @@ class DataConfig:
 @dataclass
 class LossConfig:
     region_delta: float = 1.0  # delta of Eq. 9: weights in [1, 1 + delta], larger where the face moves
+    # The stored flow maps are pixels per step at the shards' size, so f / 255 of Eq. 9 stays near 0 for a face that
+    # moves 20 px a step (weights 1.00-1.08): the paper's maps are 8-bit images whose scale it does not give. This
+    # multiplies the maps before Eq. 9; 255 / f_max spreads the weights over [1, 1 + delta] (identity_control.py).
+    region_flow_scale: float = 1.0
     id_weight: float = 0.0  # lambda_id of Eq. 11; 0 disables the ID-consistency loss (and the VAE decode it needs)
     id_max_timestep: int = 400  # t_hat: the ID loss applies to samples noised at t <= t_hat (clean x0 estimates)
     id_num_frames: int = 2  # frames per clip decoded for the ID loss (evenly spaced)
-    # Face embedder phi: "tiny" (tests), or an ArcFace ONNX file converted with onnx2torch
-    # (insightface's buffalo_l/w600k_r50.onnx).
+    # Face embedder phi: "tiny" (tests), a SmallFaceEmbedder folder (model/face_embedder.py: ArcFace's objective
+    # trained on the run's own faces, for small models trained from scratch), or an ArcFace ONNX file converted with
+    # onnx2torch (insightface's buffalo_l/w600k_r50.onnx).
     face_embedder: str = "~/.insightface/models/buffalo_l/w600k_r50.onnx"
 
     def __post_init__(self):
         if self.region_delta < 0:
             raise ConfigError(f"loss.region_delta must be >= 0, got {self.region_delta}")
+        if self.region_flow_scale <= 0:
+            raise ConfigError(f"loss.region_flow_scale must be > 0, got {self.region_flow_scale}")
         if self.id_weight < 0 or self.id_num_frames < 1:
             raise ConfigError("loss.id_weight must be >= 0 and loss.id_num_frames >= 1")
 

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 
-def region_weights(flow: torch.Tensor, delta: float, size: tuple[int, int]) -> torch.Tensor:
+def region_weights(flow: torch.Tensor, delta: float, size: tuple[int, int], flow_scale: float = 1.0) -> torch.Tensor:
     """Eq. 9. Foreground flow magnitudes ``flow`` (b, f, h0, w0) in pixels per step (the shards' uint8 maps, one per
-    frame) -> weights (b, 1, f, h, w) in [1, 1 + delta] at latent size ``(h, w)`` (bilinear when sizes differ)."""
-    weights = torch.clamp(flow.float() / 255.0 + delta, 1.0, 1.0 + delta)  # (b, f, h0, w0)
+    frame) -> weights (b, 1, f, h, w) in [1, 1 + delta] at latent size ``(h, w)`` (bilinear when sizes differ).
+    ``flow_scale`` multiplies the maps first (``loss.region_flow_scale``: the paper's 8-bit maps are not pixels)."""
+    weights = torch.clamp(flow.float() * flow_scale / 255.0 + delta, 1.0, 1.0 + delta)  # (b, f, h0, w0)
     if weights.shape[-2:] != tuple(size):
         weights = F.interpolate(weights, size=size, mode="bilinear", align_corners=False)
     return weights[:, None]  # (b, 1, f, h, w): broadcast over latent channels
@@ -52,6 +53,14 @@ def crop_faces(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Te
     theta[:, 1, 1], theta[:, 1, 2] = sy, cy
     grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)  # (n, size, size, 2)
     return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def square_face_crops(frames: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``crop_faces`` with each box made a square of its longer side about its centre, so the face is not stretched
+    before the embedder (ArcFace sees squares): ``frames`` (n, 3, H, W), ``boxes`` (n, 4) in 0..1 -> (n, 3, size,
+    size)."""
+    centre, half = (boxes[..., :2] + boxes[..., 2:]) / 2, (boxes[..., 2:] - boxes[..., :2]).amax(-1, keepdim=True) / 2
+    return crop_faces(frames, torch.cat([centre - half, centre + half], dim=-1), size)
 
 
 def id_consistency_loss(reference_embeds: torch.Tensor, frame_embeds: torch.Tensor) -> torch.Tensor:

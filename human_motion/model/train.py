@@ -30,7 +30,8 @@ from human_motion.model.components import decode_latents, encode_video, load_com
 from human_motion.model.conditioning import MotionCharacterModel, encode_conditions
 from human_motion.model.config import DefaultsHelpFormatter, TrainConfig, packaged_configs
 from human_motion.model.data import get_dataset
-from human_motion.model.losses import crop_faces, id_consistency_loss, predict_x0, region_aware_loss, region_weights
+from human_motion.model.losses import (id_consistency_loss, predict_x0, region_aware_loss, region_weights,
+                                      square_face_crops)
 from human_motion.model.noise import video_noise
 from human_motion.model.run_folder import (check_same_model, error_line, load_checkpoint, prepare_run, register_hooks,
                                            remove_run, run_entries, save_checkpoint, save_trained)
@@ -78,10 +79,7 @@ def id_loss(c, face_embedder, noisy_latents, model_pred, timesteps, batch, cfg: 
     frames_idx = torch.linspace(0, x0.shape[2] - 1, cfg.loss.id_num_frames).round().long().unique()
     frames = decode_latents(c.vae, x0[:, :, frames_idx])  # (n, k, 3, H, W)
     boxes = batch["face_boxes"].to(frames.device)[mask][:, frames_idx]  # (n, k, 4)
-    # Square crops around the box centre, so the face is not stretched before the embedder (ArcFace sees squares).
-    centre, half = (boxes[..., :2] + boxes[..., 2:]) / 2, (boxes[..., 2:] - boxes[..., :2]).amax(-1, keepdim=True) / 2
-    boxes = torch.cat([centre - half, centre + half], dim=-1)
-    crops = crop_faces(frames.flatten(0, 1).float(), boxes.flatten(0, 1), cfg.data.face_size)  # (n*k, 3, S, S)
+    crops = square_face_crops(frames.flatten(0, 1).float(), boxes.flatten(0, 1), cfg.data.face_size)  # (n*k, 3, S, S)
     frame_embeds = face_embedder(crops).unflatten(0, frames.shape[:2])  # (n, k, d)
     with torch.no_grad():
         reference = face_embedder(batch["face"].to(frames.device)[mask])  # (n, d)
@@ -102,7 +100,8 @@ def compute_loss(c, model, face_embedder, batch: dict, gen: torch.Generator, cfg
     cond = encode_conditions(c, batch, cfg.model.num_action_tokens, device, weight_dtype)
     model_pred = model(noisy_latents, timesteps, **cond).float()  # (b, c, f, h, w)
     target = target_for(c.noise_scheduler, latents, noise, timesteps)
-    weights = region_weights(batch["flow"].to(device), cfg.loss.region_delta, latents.shape[-2:])  # (b, 1, f, h, w)
+    weights = region_weights(batch["flow"].to(device), cfg.loss.region_delta, latents.shape[-2:],
+                             cfg.loss.region_flow_scale)  # (b, 1, f, h, w)
     loss_region = region_aware_loss(model_pred, target, weights)  # Eq. 10
     loss_id = torch.zeros((), device=device)
     if face_embedder is not None:

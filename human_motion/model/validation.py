@@ -28,7 +28,7 @@ def target_for(scheduler, latents, noise, timesteps) -> torch.Tensor:
 
 @torch.no_grad()
 def fixed_batch_loss(model, c: Components, batch: dict, cond: dict, region_delta: float, seed: int,
-                     rho: float = 0.0) -> float:
+                     rho: float = 0.0, flow_scale: float = 1.0) -> float:
     """Region-aware loss of ``batch`` at evenly spread timesteps with noise drawn from ``seed``: comparable across
     checkpoints and across resumed runs."""
     device = cond["text_embeds"].device
@@ -39,7 +39,7 @@ def fixed_batch_loss(model, c: Components, batch: dict, cond: dict, region_delta
     timesteps = torch.linspace(n * 0.1, n * 0.9, latents.shape[0], device=device).long()
     noisy_latents = c.noise_scheduler.add_noise(latents, noise, timesteps)
     model_pred = model(noisy_latents, timesteps, **cond)
-    weights = region_weights(batch["flow"].to(device), region_delta, latents.shape[-2:])
+    weights = region_weights(batch["flow"].to(device), region_delta, latents.shape[-2:], flow_scale)
     return float(region_aware_loss(model_pred, target_for(c.noise_scheduler, latents, noise, timesteps), weights))
 
 
@@ -85,7 +85,8 @@ def validate(accelerator, model, c: Components, fixed_batch: dict, cfg, out: pat
     record = {"step": step, "event": "validation"}
     with accelerator.autocast():
         if cfg.validation.fixed_batch_loss:
-            record["val_loss"] = fixed_batch_loss(unwrapped, c, fixed_batch, cond, cfg.loss.region_delta, seed, rho)
+            record["val_loss"] = fixed_batch_loss(unwrapped, c, fixed_batch, cond, cfg.loss.region_delta, seed, rho,
+                                                  cfg.loss.region_flow_scale)
         n = min(cfg.validation.num_samples, cfg.train.train_batch_size)
         if n:
             clips = sample_clips(unwrapped, c, {k: v[:n] for k, v in cond.items()}, cfg.data.num_frames,
