@@ -1,6 +1,7 @@
 """``demo``: the embedded default corpus, made on the spot from real face photos that installed packages ship.
 
-Photos: NASA's astronaut portrait (scikit-image) and Grace Hopper (matplotlib), both public domain. Each is framed
+Photos: NASA's astronaut portrait (scikit-image) and Grace Hopper (matplotlib), both public domain, and any others
+named with their face box (``photo_files``: benchmarks/identity_control.py moves a dozen people). Each is framed
 so the face fills about 45% of a 512x512 frame, then moved with known motion: a pan at several speeds (pixels per
 sampled step at 4 fps, the units of the intensity), a zoom and an in-plane rotation; on request also vertical pans,
 and zooms and rotations at several speeds. Also the framed photos as static samples, insightface's group photo
@@ -17,6 +18,7 @@ The media are written once into ``<out>/_demo_media`` and reused by later runs.
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -49,6 +51,29 @@ def _photos() -> dict[str, tuple[pathlib.Path, tuple[float, float, float]]]:
     if hopper:  # 512x600; face box x 0.33-0.72, y 0.23-0.57
         found["hopper"] = (hopper, (0.525, 0.40, 0.385))
     return found
+
+
+def _photo_files(value) -> dict[str, tuple[pathlib.Path, tuple[float, float, float]]]:
+    """``photo_files`` -> name -> (file, face): each entry ``{"path": ..., "face": [cx, cy, side]}``, the face centre
+    and side as fractions of the image width, height and width (as ``_photos``). Names become file names."""
+    if not isinstance(value, dict):
+        raise ValueError(f"demo source: options.photo_files must map names to {{path, face}}, got {value!r}")
+    out = {}
+    for name, entry in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", str(name)):
+            raise ValueError(f"demo source: photo name {name!r} must be letters, digits, _ or - (it names files)")
+        try:
+            path, face = pathlib.Path(entry["path"]), tuple(float(v) for v in entry["face"])
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"demo source: options.photo_files.{name} must be {{path: FILE, face: [cx, cy, side]}}, "
+                             f"got {entry!r}") from None
+        if len(face) != 3 or not all(0 < v <= 1.5 for v in face):
+            raise ValueError(f"demo source: options.photo_files.{name}.face must be 3 fractions of the image "
+                             f"(centre x, centre y, side), got {list(face)}")
+        if not path.is_file():
+            raise ValueError(f"demo source: options.photo_files.{name}: no file {path}")
+        out[str(name)] = (path, face)
+    return out
 
 
 def _triangle(t: np.ndarray, speed: float, amplitude: float, from_left: bool = False) -> np.ndarray:
@@ -128,7 +153,8 @@ def _speeds(options: dict, key: str, default) -> list[float]:
 class DemoSource:
     """Options: ``pan_px`` (pan speeds, pixels per step), ``zoom_pct`` and ``rotate_deg`` (one clip each per photo,
     0 to skip; or lists of speeds), ``vertical_px`` (vertical pan speeds, default none), ``windows`` (4-second
-    windows per clip, default 1), ``photos`` (subset of astronaut, hopper), ``rejects`` (include the two photos that
+    windows per clip, default 1), ``photo_files`` (more photos: ``{name: {path, face: [cx, cy, side]}}``, see
+    ``_photo_files``), ``photos`` (the subset to use, by name; default all), ``rejects`` (include the two photos that
     must be rejected, default true), ``pan_sweep_steps`` (see ``render``; default none: pans start at the centre
     and bounce at +-max(3 * speed, 12) px), ``sweep_steps`` (the same for every kind of motion, not pans alone),
     ``action_phrases`` (label each moving clip with its kind's phrase, ``ACTION_PHRASES``; default false)."""
@@ -143,6 +169,7 @@ class DemoSource:
         self.rejects = bool(cfg.options.get("rejects", True))
         self.windows = int(cfg.options.get("windows", 1))
         self.photos = cfg.options.get("photos")
+        self.photo_files = _photo_files(cfg.options.get("photo_files") or {})
         self.action_phrases = bool(cfg.options.get("action_phrases", False))
         if self.windows < 1:
             raise ValueError("demo source: options.windows must be >= 1")
@@ -158,7 +185,7 @@ class DemoSource:
 
     def specs(self) -> Iterator[ClipSpec]:
         self.dir.mkdir(parents=True, exist_ok=True)
-        photos = _photos()
+        photos = {**_photos(), **self.photo_files}
         if not photos:
             raise RuntimeError("demo source: scikit-image and matplotlib sample photos are missing; reinstall them")
         for photo, (path, face) in sorted(photos.items()):

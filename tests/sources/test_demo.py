@@ -87,3 +87,29 @@ def test_zoom_and_rotation_sweep_from_one_end_to_the_other(motion, speed):
         centre = slice(64, 192)
         diff = np.abs(expected[centre, centre].astype(float) - frame[centre, centre].astype(float)).mean()
         assert diff < 4.0, (motion, value, diff)
+
+
+def test_photo_files_add_people_framed_at_their_face_box(tmp_path):
+    """Any photo with a face box joins the demo's own: framed with the face at the centre, moved, and named by it."""
+    photo = tmp_path / "someone.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    got = specs(tmp_path, photos=["someone"], pan_px=[4], zoom_pct=0, rotate_deg=0, sweep_steps=8,
+                action_phrases=True, photo_files={"someone": {"path": str(photo), "face": list(FACE)}})
+    assert [s.clip_id for s in got] == ["someone_pan_4_sweep8.mp4", "someone_portrait.jpg"]
+    assert got[0].labels == {"photo": "someone", "motion": "pan", "px_per_step": 4.0,
+                             "action": ACTION_PHRASES["pan"]}
+    ours = cv2.imread(str(tmp_path / "_demo_media" / "someone_portrait.jpg"))
+    builtin = specs(tmp_path / "b")[-1]  # the astronaut framed by the demo's own face box
+    np.testing.assert_allclose(ours.astype(float), cv2.imread(builtin.path).astype(float), atol=3)
+
+
+@pytest.mark.parametrize("photo_files, message", [
+    ({"../x": {"path": "x.png", "face": [0.5, 0.5, 0.3]}}, "must be letters, digits"),
+    ({"a": {"path": "x.png"}}, r"must be \{path: FILE, face"),
+    ({"a": {"path": "x.png", "face": [0.5, 0.5]}}, "3 fractions"),
+    ({"a": {"path": "/nonexistent.png", "face": [0.5, 0.5, 0.3]}}, "no file"),
+    (["a"], "must map names"),
+])
+def test_bad_photo_files_say_which_and_why(tmp_path, photo_files, message):
+    with pytest.raises(ValueError, match=message):
+        DemoSource("demo", SourceConfig(options={"photo_files": photo_files}), tmp_path)
