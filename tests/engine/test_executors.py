@@ -1,5 +1,5 @@
 """Which Ray a build uses, and how its workers get this process's environment, without starting one: ``ray.init``
-is replaced by a recorder."""
+is replaced by a recorder. Only stop_ray's test starts a Ray, its own, in a fresh interpreter."""
 
 from __future__ import annotations
 
