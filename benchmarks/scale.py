@@ -16,7 +16,10 @@ for a Ray build that is the driver, whose workers are other processes). Corpora 
    executors: seconds per window against the 32-clip run, and driver peak RSS.
 3. **Read side** on synthetic finished builds of N samples in the real format (small members): ``hm stats``,
    ``hm select`` and ``hm verify`` wall and peak RSS; verify's seconds per shard at both sizes.
-4. **Object store**: a build into an S3-compatible server started here (moto, reached through s3fs as S3 is),
+4. **A partial download**: a CelebV-HQ metadata file of 35,666 clips of which a few hundred have their video (one
+   window each), against the same clips in a metadata file that lists only them, on Ray: the missing rows are
+   rejected at plan time, so the two should take about the same time, with no empty tar.
+5. **Object store**: a build into an S3-compatible server started here (moto, reached through s3fs as S3 is),
    counting its requests: per shard and per row for the build, and in all for a rerun of the finished build.
 
 The aims of the issue are printed, met or not, and the last line is one JSON object with every figure.
@@ -40,7 +43,8 @@ import psutil
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from scale_corpora import DEV, REPO, cheap_corpus, count_files, one_sample, real_corpus, synthetic_build
+from scale_corpora import (DEV, REPO, cheap_corpus, count_files, one_sample, partial_celebvhq, present_only,
+                           real_corpus, synthetic_build)
 
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 ENV.update(HF_HUB_OFFLINE="1", GLOG_minloglevel="2", PYTHONPATH=str(REPO))
@@ -154,26 +158,57 @@ def real_builds(work: pathlib.Path, sizes: list[int]) -> dict:
     return {"runs": rows}
 
 
-def read_side(work: pathlib.Path, sizes: list[int], per_shard: int = 500) -> dict:
-    """Part 3: hm stats / select / verify on synthetic finished builds."""
+def read_side(work: pathlib.Path, sizes: list[int], verify_max: int, per_shard: int = 500) -> dict:
+    """Part 3: hm stats / select / verify on synthetic finished builds (verify decoding every member up to
+    ``verify_max`` samples, about 10 ms a sample on 2 cores; without decoding at every size)."""
     template = one_sample(work)
     rows = []
     for n in sizes:
         folder = work / f"read_{n}"
         synthetic_build(folder, n, per_shard, template)
-        stats = measured(hm("stats", str(folder), "--json"))
-        select = measured(hm("select", str(folder), "--out", str(work / f"keep_{n}.txt")))
-        verify = measured(hm("verify", str(folder), "--workers", "2"))
         shards = -(-n // per_shard)
-        row = {"samples": n, "shards": shards, "stats_s": stats["wall_s"], "stats_rss_mb": stats["rss_mb"],
-               "select_s": select["wall_s"], "select_rss_mb": select["rss_mb"], "verify_s": verify["wall_s"],
-               "verify_rss_mb": verify["rss_mb"], "verify_s_per_shard": round(verify["wall_s"] / shards, 3)}
+        row = {"samples": n, "shards": shards}
+        for name, cmd in (("stats", hm("stats", str(folder), "--json")),
+                          ("select", hm("select", str(folder), "--out", str(work / f"keep_{n}.txt"))),
+                          ("verify_nodecode", hm("verify", str(folder), "--workers", "2", "--no-decode")),
+                          ("verify", hm("verify", str(folder), "--workers", "2") if n <= verify_max else None)):
+            if cmd is None:
+                continue
+            res = measured(cmd)
+            row.update({f"{name}_s": res["wall_s"], f"{name}_rss_mb": res["rss_mb"],
+                        f"{name}_s_per_shard": round(res["wall_s"] / shards, 3)})
         rows.append(row)
-        print(f"[scale] read {n:>7,} samples: stats {row['stats_s']:.1f} s / {row['stats_rss_mb']} MB, select "
-              f"{row['select_s']:.1f} s / {row['select_rss_mb']} MB, verify {row['verify_s']:.1f} s / "
-              f"{row['verify_rss_mb']} MB ({row['verify_s_per_shard']:.2f} s a shard)", flush=True)
+        print(f"[scale] read {n:>7,} samples ({shards} shards): " + ", ".join(
+            f"{k} {row[f'{k}_s']:.1f} s / {row[f'{k}_rss_mb']} MB" for k in ("stats", "select", "verify_nodecode",
+                                                                            "verify") if f"{k}_s" in row), flush=True)
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     return {"runs": rows}
+
+
+def partial_download(work: pathlib.Path, listed: int, present: int) -> dict:
+    """Part 4: a partial CelebV-HQ download against the present clips alone, on Ray."""
+    if not DEV.is_dir() or not present:
+        return {}
+    full = partial_celebvhq(work / "partial", listed, present)
+    alone = present_only(work / "present", full)
+    result = {"listed": listed, "present": present}
+    for name, root in (("alone", alone), ("partial", full)):
+        target = work / f"partial_out_{name}"
+        res = measured(build_cmd(f"celebv-hq={root}", target, "ray", "decode.max_windows_per_clip=1"))
+        run = last_run(target)
+        tars = list(target.glob("*.tar"))
+        result[name] = {"wall_s": res["wall_s"], "rss_mb": res["rss_mb"], "plan_s": run["plan_seconds"],
+                        "samples": run["summary"]["samples"], "tars": len(tars),
+                        "empty_tars": sum(1 for t in tars if t.stat().st_size <= 1024),
+                        "source_rejects": run["summary"].get("clips_rejected_by_sources", 0),
+                        "files": count_files(target)}
+        subprocess.run(["rm", "-rf", str(target)], check=True)
+    result["ratio"] = round(result["partial"]["wall_s"] / result["alone"]["wall_s"], 3)
+    print(f"[scale] partial download: {listed:,} listed, {present} present: {result['partial']['wall_s']:.1f} s "
+          f"against {result['alone']['wall_s']:.1f} s for the present clips alone (x{result['ratio']:.2f}); "
+          f"{result['partial']['source_rejects']:,} rejected at plan time, {result['partial']['tars']} tars, "
+          f"{result['partial']['empty_tars']} empty, {result['partial']['files']} files", flush=True)
+    return result
 
 
 def object_store(work: pathlib.Path, n: int) -> dict:
@@ -220,7 +255,7 @@ def object_store(work: pathlib.Path, n: int) -> dict:
     return result
 
 
-def aims(engine: dict, real: dict, read: dict) -> list[tuple[str, bool | None, str]]:
+def aims(engine: dict, real: dict, read: dict, partial: dict) -> list[tuple[str, bool | None, str]]:
     """(aim, met — None when not measured, the figures) for each aim of the issue."""
     out = []
     big = [r for r in engine["runs"] if r["load"] == 0 and r["rows"] == max(x["rows"] for x in engine["runs"])]
@@ -258,16 +293,28 @@ def aims(engine: dict, real: dict, read: dict) -> list[tuple[str, bool | None, s
         out.append((f"a real build of {n} clips on Ray at least as fast as in-process", ray <= local,
                     f"ray {ray:.1f} s, in-process {local:.1f} s"))
     if read["runs"]:
-        big, small = read["runs"][-1], read["runs"][0]
+        big = read["runs"][-1]
         fast = max(big["stats_s"], big["select_s"]) <= 60
         out.append((f"hm stats / hm select on {big['samples']:,} samples <= 60 s, under 1 GB",
                     fast and max(big["stats_rss_mb"], big["select_rss_mb"]) < 1024,
                     f"stats {big['stats_s']:.1f} s / {big['stats_rss_mb']} MB, select {big['select_s']:.1f} s / "
                     f"{big['select_rss_mb']} MB"))
-        linear = big["verify_s_per_shard"] / max(small["verify_s_per_shard"], 1e-6)
-        out.append(("hm verify linear in shards, under 1 GB", linear <= 1.25 and big["verify_rss_mb"] < 1024,
-                    f"{small['verify_s_per_shard']:.2f} s a shard at {small['shards']} shards, "
-                    f"{big['verify_s_per_shard']:.2f} at {big['shards']} (x{linear:.2f}); {big['verify_rss_mb']} MB"))
+        for kind in ("verify_nodecode", "verify"):
+            runs = [r for r in read["runs"] if f"{kind}_s" in r]
+            if len(runs) < 2:
+                continue
+            a, b = runs[0], runs[-1]
+            linear = b[f"{kind}_s_per_shard"] / max(a[f"{kind}_s_per_shard"], 1e-6)
+            out.append((f"hm verify{' --no-decode' if kind != 'verify' else ''} linear in shards, under 1 GB",
+                        linear <= 1.25 and b[f"{kind}_rss_mb"] < 1024,
+                        f"{a[f'{kind}_s_per_shard']:.2f} s a shard at {a['shards']} shards, "
+                        f"{b[f'{kind}_s_per_shard']:.2f} at {b['shards']} (x{linear:.2f}); {b[f'{kind}_rss_mb']} MB"))
+    if partial:
+        p = partial["partial"]
+        out.append((f"{partial['listed']:,} listed / {partial['present']} present: time close to the present clips "
+                    "alone, no empty tar", partial["ratio"] <= 1.15 and p["empty_tars"] == 0,
+                    f"x{partial['ratio']:.2f} ({p['wall_s']:.1f} s against {partial['alone']['wall_s']:.1f} s), "
+                    f"{p['tars']} tars, {p['empty_tars']} empty"))
     return out
 
 
@@ -277,25 +324,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="1000,10000,100000", help="engine-alone sizes")
     p.add_argument("--loaded-rows", default="1000,4000", help="engine-alone sizes beside two CPU-bound processes")
     p.add_argument("--real", default="32,256,512", help="real build sizes (clips)")
-    p.add_argument("--read", default="20000,100000", help="read-side sizes (samples)")
+    p.add_argument("--read", default="5000,20000,100000", help="read-side sizes (samples)")
+    p.add_argument("--verify-max", type=int, default=20000, help="largest read-side size hm verify decodes")
     p.add_argument("--s3-rows", type=int, default=4000, help="rows of the object-store build")
+    p.add_argument("--partial", default="35666:256", help="listed:present clips of the partial-download build")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the benchmark runs")
+    p.add_argument("--only", default="engine,real,read,partial,s3", help="the parts to run, comma-separated")
     p.add_argument("--json", help="also write the figures here (default: benchmarks/results/<date>-scale/)")
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.loaded_rows, args.real, args.read, args.s3_rows = "200,600", "200,400", "8,16", "500,1000", 300
+        args.partial = "2000:8"
     sizes = {k: [int(x) for x in getattr(args, k).split(",") if x] for k in ("rows", "loaded_rows", "real", "read")}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hm_scale_") as tmp:
         work = pathlib.Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        engine = engine_alone(work, sizes["rows"], sizes["loaded_rows"])
-        real = real_builds(work, sizes["real"])
-        read = read_side(work, sizes["read"])
-        s3 = object_store(work, args.s3_rows)
-    results = {"engine": engine, "real": real, "read": read, "object_store": s3,
+        only = set(args.only.split(","))
+        engine = engine_alone(work, sizes["rows"], sizes["loaded_rows"]) if "engine" in only else {"runs": []}
+        real = real_builds(work, sizes["real"]) if "real" in only else {"runs": []}
+        read = read_side(work, sizes["read"], args.verify_max) if "read" in only else {"runs": []}
+        listed, present = (int(x) for x in args.partial.split(":"))
+        partial = partial_download(work, listed, present) if "partial" in only else {}
+        s3 = object_store(work, args.s3_rows) if "s3" in only else {}
+    results = {"engine": engine, "real": real, "read": read, "partial": partial, "object_store": s3,
                "load_avg": os.getloadavg(), "minutes": round((time.perf_counter() - started) / 60, 1)}
-    met = aims(engine, real, read)
+    met = aims(engine, real, read, partial)
     results["aims"] = [{"aim": a, "met": m, "measured": f} for a, m, f in met]
     print("\n| aim | met | measured |\n|---|---|---|")
     for aim, ok, figures in met:

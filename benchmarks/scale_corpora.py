@@ -55,6 +55,36 @@ def cheap_corpus(root: pathlib.Path, n: int) -> tuple[str, dict]:
     return f"celebv-hq={meta},folder={files}", expected
 
 
+def partial_celebvhq(root: pathlib.Path, listed: int, present: int) -> pathlib.Path:
+    """A CelebV-HQ root whose ``celebvhq_info.json`` lists ``listed`` clips, of which ``present`` (spread through
+    the id order) have their cut clip (a hard link of a dev video) under ``processed/``."""
+    videos = sorted(p for p in DEV.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm"))
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "processed").mkdir(parents=True)
+    ids = [f"yt{i:09d}_0" for i in range(listed)]
+    step = max(1, listed // max(1, present))
+    for k, clip_id in enumerate(ids[::step][:present]):
+        os.link(videos[k % len(videos)], root / "processed" / f"{clip_id}.mp4")
+    clips = {i: {"ytb_id": i[:-2], "duration": {"start_sec": 0.0, "end_sec": 10.0},
+                 "bbox": {"top": 0.1, "bottom": 0.9, "left": 0.1, "right": 0.9}} for i in ids}
+    (root / "celebvhq_info.json").write_text(json.dumps({"clips": clips}))
+    return root
+
+
+def present_only(root: pathlib.Path, full: pathlib.Path) -> pathlib.Path:
+    """The same corpus with a metadata file that lists only the clips that have media."""
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "processed").mkdir(parents=True)
+    have = sorted(p.stem for p in (full / "processed").iterdir())
+    for stem in have:
+        os.link(full / "processed" / f"{stem}.mp4", root / "processed" / f"{stem}.mp4")
+    clips = json.loads((full / "celebvhq_info.json").read_text())["clips"]
+    (root / "celebvhq_info.json").write_text(json.dumps({"clips": {k: clips[k] for k in have}}))
+    return root
+
+
 def real_corpus(root: pathlib.Path, n: int) -> pathlib.Path:
     """``n`` hard links of the dev videos (round robin) under distinct names."""
     videos = sorted(p for p in DEV.iterdir() if p.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm"))
