@@ -27,6 +27,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset
 import pyarrow.parquet as pq
 
 from human_motion.engine.storage import atomic_open, listing, write_atomic
@@ -197,11 +198,11 @@ def read_manifest(fs, root: str, sizes: dict[str, int]) -> dict:
 
 
 def _read_tables(fs, paths: list[str], schema: pa.Schema) -> pa.Table:
-    tables = []
-    for p in paths:
-        with fs.open(p, "rb") as f:
-            tables.append(pq.read_table(f).cast(schema))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    """Many parquet files as one table, read by pyarrow's dataset reader (in parallel, through ``fs``); a file
+    written before a column was added gets nulls in it."""
+    if not paths:
+        return schema.empty_table()
+    return pyarrow.dataset.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table()
 
 
 def _gather(fs, root: str, table: str, suffix: str, schema: pa.Schema, shards: dict[int, dict], keep: set[int],
