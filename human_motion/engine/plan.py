@@ -36,7 +36,7 @@ from human_motion.config import ConfigError
 from human_motion.engine import crashes
 from human_motion.engine.config import BuildConfig, fingerprint
 from human_motion.engine.shards import SOURCE_REJECTS, done_shards
-from human_motion.engine.storage import listing, write_atomic
+from human_motion.engine.storage import is_local, listing, write_atomic
 from human_motion.engine.writer import PARTS, complete_clips, reject_row
 from human_motion.schema import REJECTS_SCHEMA
 from human_motion.sources import collect_specs
@@ -134,7 +134,7 @@ def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
                 f"{root} holds a build made with a different configuration (differs in: {', '.join(diff[:6])}); "
                 "run the same command to resume it, add --overwrite to start again, or choose another --out")
         return read_inputs(fs, root)
-    specs = collect_specs(cfg.sources, pathlib.Path(root))
+    specs = collect_specs(cfg.sources, local_work_dir(fs, root))
     if not specs:
         raise ConfigError("the sources yielded no clips; check the source roots (and limits) in the config")
     rejected = [s for s in specs if s.reject_reason]
@@ -160,6 +160,18 @@ def prepare_inputs(cfg: BuildConfig, fs, root: str) -> pa.Table:
     write_atomic(fs, inputs_path, _parquet(table))
     write_atomic(fs, fp_path, json.dumps({"config": wanted, "created": time.time()}, indent=1).encode())
     return table
+
+
+def local_work_dir(fs, root: str) -> pathlib.Path:
+    """Where sources that make media (the demo) put it: the output folder on a local disk; for an object store, a
+    folder of this machine's cache named after the output (the workers read it by path, so a build into an object
+    store from a cluster needs its sources on storage every node sees)."""
+    if is_local(fs):
+        return pathlib.Path(root)
+    import hashlib
+
+    name = hashlib.sha1(fs.unstrip_protocol(root).encode()).hexdigest()[:16]
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "human_motion" / name
 
 
 def _parquet(table: pa.Table) -> bytes:

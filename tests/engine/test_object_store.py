@@ -92,6 +92,7 @@ def test_a_build_into_s3_resumes_after_a_kill_to_the_samples_on_disk(tmp_path, s
     keys = _keys(fs, url)
     assert sorted(keys) == sorted(on_disk) and len(keys) == len(set(keys))
     assert not fs.find(f"{BUCKET}/shards/_parts")
+    assert not (REPO / BUCKET).exists()
 
     before = {p: fs.info(p)["ETag"] for p in fs.find(f"{BUCKET}/shards") if not p.endswith("manifest.json")}
     again = subprocess.run(_cmd(url, "--set", "ray.address=local"), env=env, capture_output=True, text=True,
@@ -113,3 +114,4 @@ def test_a_build_on_ray_writes_into_s3_from_its_workers(s3, on_disk):
     assert run.returncode == 0, run.stderr[-3000:]
     assert _samples(fs, url) == on_disk
     assert sorted(_keys(fs, url)) == sorted(on_disk)
+    assert not (REPO / BUCKET).exists()  # the demo's media went to a local cache, not a folder named like the URL
