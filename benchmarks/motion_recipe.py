@@ -98,7 +98,9 @@ def build_shards(work: pathlib.Path, demo_options: dict, threads: int) -> pathli
     if (shards / "_build.json").exists() and list(shards.glob("*.tar")):
         log(f"reusing {shards}")
         return shards
-    sets = ["ray.address=local", f"decode.size_px={STORE_PX}", f"flow.work_px={STORE_PX}",
+    # 16 clips a shard (the build's default until sink.clips_per_shard became 512): training shuffles the shard
+    # order each epoch, so small shards mix the clips more than one shard of them in build order does.
+    sets = ["ray.address=local", f"decode.size_px={STORE_PX}", f"flow.work_px={STORE_PX}", "sink.clips_per_shard=16",
             *(f"sources.demo.options.{k}={json.dumps(v)}" for k, v in demo_options.items())]
     hm("build", "--out", str(shards), *(a for s in sets for a in ("--set", s)), threads=threads)
     return shards
@@ -196,10 +198,11 @@ def train_vae(frames: torch.Tensor, steps: int, seed: int):
 
 
 def write_base(work: pathlib.Path, shards: pathlib.Path, vae_steps: int, seed: int, id_kind: str,
-               id_dim: int, beta_start: float = 0.00085, beta_end: float = 0.012) -> pathlib.Path:
+               id_dim: int, beta_start: float = 0.00085, beta_end: float = 0.012,
+               keys: set[str] | None = None) -> pathlib.Path:
     """A local diffusers-style base: unet/ vae/ text_encoder/ tokenizer/ scheduler/, plus motion_adapter/ and
-    image_encoder/ folders (the places model.motion_adapter and model.image_encoder point to). Reused when
-    ``<work>/base/done`` exists."""
+    image_encoder/ folders (the places model.motion_adapter and model.image_encoder point to). The VAE is fitted to
+    the frames of the samples in ``keys`` (all when None). Reused when ``<work>/base/done`` exists."""
     from diffusers import DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -210,7 +213,8 @@ def write_base(work: pathlib.Path, shards: pathlib.Path, vae_steps: int, seed: i
         log(f"reusing {base}")
         return base
     if not (base / "vae" / "config.json").exists():
-        frames = torch.cat([s["pixel_values"] for s in shard_samples(shards, 16, id_kind, id_dim)])
+        frames = torch.cat([s["pixel_values"] for s in shard_samples(shards, 16, id_kind, id_dim)
+                            if keys is None or s["key"] in keys])
         log(f"vae: {len(frames)} frames at {RES} px")
         t0 = time.time()
         vae = train_vae(frames, vae_steps, seed)

@@ -1,0 +1,313 @@
+"""Who moves is set by the reference face, and motion never costs identity: the paper's identity claim end to end at
+small scale on a CPU, with its Table 2 (the two losses) and Table 3 (the Motion Control Module) ablations.
+
+    .venv/bin/python benchmarks/identity_control.py [--work DIR] [--steps N]
+
+1. People (``identity_people.py``): ten faces from installed packages and ``../shared/data/dev`` (the demo's
+   astronaut and Grace Hopper, still frames of the dev videos, the dev photo, one face of insightface's group
+   photo), each moved by the demo source with ``action_control``'s four kinds of motion at six speeds (build
+   intensity 0-20 px per step at 512 px), plus its portrait. Captions name the kind of motion only. Two people are
+   held out of everything trained (the VAE, phi and the five runs) for an unseen-identity check.
+2. The small base of ``motion_recipe`` and phi, the differentiable face embedder of the ID-consistency loss: a small
+   CNN trained with ArcFace's additive angular margin loss on the seen people's face crops
+   (``model/face_embedder.py``).
+3. ``hm train --config train_identity`` five times side by side: the full model (ID insertion, Motion Control
+   Module, L_R and L_id), no ID insertion (``model.id_scale=0``), no L_id (``loss.id_weight=0``), no L_R
+   (``loss.region_delta=0``), neither loss.
+4. Each run generates people x actions x intensities x seeds through ``MotionCharacterPipeline``; the full model's
+   sweep is repeated with the Motion Control Module switched off (Table 3). Every clip is measured with
+   instruments outside the model (``identity_measure.py``): who it shows and its face similarity to its own
+   reference (BlazeFace + dlib's ResNet, the build's face code), its intensity and kind of motion (the build's DIS
+   flow, ``eval.motion_kind``) and the motion inside its face box.
+
+Printed: Table 2, Table 3, the unseen people, every aim met or not; the last line is one JSON object. Written:
+``<work>/results.json``, ``benchmarks/identity_control.png`` (people as rows, intensities as columns: face
+similarity and identity hits of the full model; and the ablations' curves), ``<work>/identity_control_frames.png``
+(the generated frames in the same grid; not for the repository: it shows the people). Report in
+benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+
+from action_control import ACTIONS, MIN_KIND_PX, demo_options
+from identity_measure import IdentityInstrument, face_region_motion
+from identity_people import CATALOGUE, gather
+from identity_report import aims, headline, print_tables, summarise
+from motion_recipe import (NUM_FRAMES, OUT_PX, RES, ROOT, UNIT, add_arguments, build_shards, cpu_seconds, dis,
+                           id_kind_of, load_pipeline, log, measure, shard_samples, start, train_runs,
+                           val_loss_first_last, vae_round_trip, write_base)
+
+from human_motion.eval.motion_kind import classify, clip_components
+
+VARIANTS = {"full": [], "no_id": ["model.id_scale=0"], "no_lid": ["loss.id_weight=0"],
+            "no_lr": ["loss.region_delta=0"], "neither": ["loss.id_weight=0", "loss.region_delta=0"]}
+KIND_OF_ACTION = {phrase: kind for kind, phrase in ACTIONS.items()}
+
+
+def person_of(clip_id: str, people: list[str]) -> str | None:
+    """The person a demo clip or portrait shows, from its name ("{person}_{motion}_..." or "{person}_portrait")."""
+    found = [p for p in people if clip_id.startswith(p + "_")]
+    return max(found, key=len) if found else None
+
+
+def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pathlib.Path) -> set[str]:
+    """The keys of the seen people's samples, written to ``out`` (``data.keys_file``)."""
+    import pyarrow.parquet as pq
+
+    index = pq.read_table(shards / "index.parquet", columns=["key", "clip_id"]).to_pylist()
+    keys = {r["key"] for r in index if person_of(r["clip_id"], people) in seen}
+    out.write_text("".join(f"{k}\n" for k in sorted(keys)))
+    return keys
+
+
+def portraits(work: pathlib.Path, people: list[str]) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    media = work / "shards" / "_demo_media"
+    return {p: np.asarray(Image.open(media / f"{p}_portrait.jpg").convert("RGB")) for p in people}
+
+
+# ------------------------------------------------------------------------------------------------------------ phi
+def fit_phi(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, seen: list[str], people: list[str],
+            id_kind: str, id_dim: int, steps: int, seed: int) -> pathlib.Path:
+    """phi: ``SmallFaceEmbedder`` trained with ArcFace's loss on the seen people's square face crops (the ID loss's
+    own crop) of the training frames, decoded and after the VAE, and on their reference crops. Saved to <work>/phi."""
+    from diffusers import AutoencoderKL
+
+    from human_motion.model.face_embedder import fit_face_embedder
+    from human_motion.model.losses import square_face_crops
+
+    out = work / "phi"
+    if (out / "config.json").exists():
+        log(f"reusing {out}")
+        return out
+    vae = AutoencoderKL.from_pretrained(base / "vae").eval()
+    faces, labels = [], []
+    for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
+        person = person_of(s["key"].split("__")[1], people)
+        if person not in seen:
+            continue
+        with torch.no_grad():
+            decoded = vae.decode(vae.encode(s["pixel_values"]).latent_dist.mean).sample.clamp(-1, 1)
+        for frames in (s["pixel_values"], decoded):
+            faces.append(square_face_crops(frames, s["face_boxes"], RES))
+        faces.append(s["face"][None])
+        labels += [seen.index(person)] * (2 * len(s["pixel_values"]) + 1)
+    log(f"phi: {len(labels)} face crops of {len(seen)} people")
+    phi = fit_face_embedder(torch.cat(faces), torch.tensor(labels), steps=steps, seed=seed, log=log)
+    phi.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- measurement
+def measure_clip(frames: np.ndarray, instrument: IdentityInstrument, references: np.ndarray,
+                 embed_frames: list[int]) -> dict:
+    """Intensity (Eq. 5-7), kind of motion, who it shows (similarity to every reference) and face-region motion."""
+    flows = dis()(frames)  # (t-1, s, s, 2)
+    components = clip_components(flows) * (OUT_PX / frames.shape[2])
+    ident = instrument.clip(frames, references, embed_frames)
+    return {"measured": measure(frames), "found": classify(components, MIN_KIND_PX),
+            "sims": None if ident["sims"] is None else [round(float(v), 5) for v in ident["sims"]],
+            "embedded_frames": ident["embedded"], "faces_found": sum(b is not None for b in ident["boxes"]),
+            "face_motion": face_region_motion(flows, ident["boxes"], instrument.up_px, OUT_PX)}
+
+
+def ceiling(shards, base, people, instrument, references, embed_frames, id_kind, id_dim, levels) -> list[dict]:
+    """The training clips of every person (seen and held out), after the VAE at RES x NUM_FRAMES, measured as the
+    generated ones are: their label stands for the asked intensity, and the nearest of ``levels`` groups them."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(base / "vae").eval()
+    rows = []
+    for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
+        kind = KIND_OF_ACTION.get(s["action"])
+        if s["static"] or kind is None:
+            continue
+        frames = vae_round_trip(vae, s["pixel_values"])
+        label = float(s["intensity"]) * UNIT
+        rows.append({"person": person_of(s["key"].split("__")[1], people), "action": kind, "asked": label,
+                     "level": min(levels, key=lambda v: abs(v - label)), "seed": 0,
+                     **measure_clip(frames, instrument, references, embed_frames)})
+    log(f"ceiling: {len(rows)} training clips measured")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- generation
+def sweep(pipe, refs: dict[str, np.ndarray], people: list[str], intensities: list[float], seeds: list[int],
+          steps: int, guidance: float, instrument, references, embed_frames) -> tuple[list[dict], dict]:
+    """Every (person, action, intensity, seed) once: measured rows, and the clips by key. The actions x intensities
+    of one person and seed are one batch with the same initial noise in each video, so within it only the asked
+    action and intensity differ, and across people only the reference does."""
+    from human_motion.model.pipeline_output import frames_to_uint8
+
+    asks = [(kind, float(v)) for kind in ACTIONS for v in intensities]
+    rows, clips = [], {}
+    for person in people:
+        face = pipe.prepare_reference(refs[person])
+        for seed in seeds:
+            out = pipe(reference_face=face, prompt="", action=[ACTIONS[k] for k, _ in asks],
+                       intensity=[v / UNIT for _, v in asks], num_frames=NUM_FRAMES, height=RES, width=RES,
+                       num_inference_steps=steps, guidance_scale=guidance, output_type="np",
+                       generator=[torch.Generator().manual_seed(seed) for _ in asks])
+            for (kind, intensity), video in zip(asks, out.frames):
+                frames = frames_to_uint8(video)
+                rows.append({"person": person, "action": kind, "asked": intensity, "seed": seed,
+                             **measure_clip(frames, instrument, references, embed_frames)})
+                clips[(person, kind, intensity, seed)] = frames
+    return rows, clips
+
+
+def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_frames, timings):
+    """Each model's sweep: the full model on everyone with ``--seeds`` and ``--intensities``; the same weights with
+    the Motion Control Module off, and the ablations, on the seen people with ``--ablation-seeds`` and
+    ``--ablation-intensities`` (a subset of the full model's, so that clips pair)."""
+    def floats(text):
+        return [float(v) for v in text.split(",")]
+
+    seeds, ablation_seeds = [int(v) for v in args.seeds.split(",")], [int(v) for v in args.ablation_seeds.split(",")]
+    plan = [("full", "full", people, seeds, floats(args.intensities)),
+            ("no_mcm", "full", seen, ablation_seeds, floats(args.ablation_intensities))]
+    plan += [(name, name, seen, ablation_seeds, floats(args.ablation_intensities)) for name in runs if name != "full"]
+    rows, clips = {}, {}
+    for name, run, who, which, intensities in plan:
+        t0 = time.time()
+        # A finished sweep is kept (its rows, and the full model's clips for the picture): a run stopped later, or
+        # one that only changes the report, does not generate again. The key names everything the sweep depends on.
+        key = {"run": str(runs[run]), "people": who, "seeds": which, "intensities": intensities,
+               "steps": args.sample_steps, "guidance": args.guidance, "embed_frames": embed_frames}
+        done = work / "sweeps" / f"{name}.json"
+        if done.exists() and json.loads(done.read_text())["key"] == key:
+            rows[name] = json.loads(done.read_text())["rows"]
+            saved = np.load(done.with_suffix(".npz"))
+            clips[name] = {tuple(json.loads(k)): saved[k] for k in saved.files}
+            log(f"{name}: reusing {len(rows[name])} measured clips from {done}")
+            continue
+        pipe = load_pipeline(runs[run])
+        if name == "no_mcm":  # Table 3: the full model's weights with alpha = beta = 0 (Eq. 8)
+            pipe.adapter.set_scales(action_scale=0.0, intensity_scale=0.0)
+        rows[name], clips[name] = sweep(pipe, refs, who, intensities, which, args.sample_steps, args.guidance,
+                                        instrument, references, embed_frames)
+        done.parent.mkdir(exist_ok=True)
+        np.savez_compressed(done.with_suffix(".npz"), **{json.dumps(list(k)): v for k, v in clips[name].items()})
+        done.write_text(json.dumps({"key": key, "rows": rows[name]}))
+        timings[f"sweep_{name}_s"] = time.time() - t0
+        log(f"{name}: {len(rows[name])} clips in {timings[f'sweep_{name}_s']:.0f} s")
+    return rows, clips
+
+
+# ------------------------------------------------------------------------------------------------------- main
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(p, "identity_control", "five models", steps=1000, vae_steps=400)
+    names = list(CATALOGUE)
+    p.add_argument("--people", default=",".join(names[:10]), help=f"from {', '.join(names)}")
+    p.add_argument("--held-out", default="lp_d20,group_0", help="people left out of every training")
+    p.add_argument("--levels", default="0,4,8,12,16,20", help="build intensities of each kind (px per step at 512)")
+    p.add_argument("--intensities", default="0,5,10,15,20", help="asked, in px per step at 512 px")
+    p.add_argument("--seeds", default="0,1", help="sampling seeds of the full model")
+    p.add_argument("--ablation-seeds", default="0", help="sampling seeds of the other models (seen people)")
+    p.add_argument("--ablation-intensities", default="0,10,20", help="asked of the other models")
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--phi-steps", type=int, default=200, help="training steps of the face embedder phi")
+    p.add_argument("--embed-frames", default="0,7",
+                   help="frames of each clip embedded for identity (the two ends of its sweep; dlib's ResNet costs "
+                        "0.15-0.3 s a face on this CPU)")
+    p.add_argument("--pictures", default=str(ROOT / "benchmarks" / "identity_control"),
+                   help="PREFIX.png (plots, people as rows); the frames grid goes to <work>")
+    # 15 DDIM steps, not the 25 of action_control: ~900 clips to generate (README, identity control: what it cost).
+    p.set_defaults(sample_steps=15)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    work = start(args)
+    t_start, timings, load = time.time(), {}, [os.getloadavg()[0]]
+    people, held_out = args.people.split(","), args.held_out.split(",")
+    seen = [p for p in people if p not in held_out]
+    if len(seen) < 2 or len(seen) + len(held_out) != len(people):
+        raise SystemExit("--held-out must name some of --people and leave at least two seen")
+    embed_frames = [int(v) for v in args.embed_frames.split(",")]
+
+    t0 = time.time()
+    options = demo_options([float(v) for v in args.levels.split(",")], people)
+    options["photo_files"] = gather(people, work / "people")
+    shards = build_shards(work, options, args.threads)
+    keys = seen_keys(shards, seen, people, work / "seen_keys.txt")
+    timings["build_s"] = time.time() - t0
+    id_kind, id_dim = id_kind_of(shards)
+    t0 = time.time()
+    base = write_base(work, shards, args.vae_steps, args.seed, id_kind, id_dim, keys=keys)
+    timings["base_s"] = time.time() - t0
+    t0 = time.time()
+    phi = fit_phi(work, shards, base, seen, people, id_kind, id_dim, args.phi_steps, args.seed)
+    timings["phi_s"] = time.time() - t0
+
+    instrument = IdentityInstrument(RES)
+    refs = portraits(work, people)
+    references = np.stack([instrument.reference(refs[p]) for p in people])  # (n, 128), rows in --people order
+    t0 = time.time()
+    done = work / "sweeps" / "ceiling.json"
+    if done.exists():
+        ceil_rows = json.loads(done.read_text())
+    else:
+        ceil_rows = ceiling(shards, base, people, instrument, references, embed_frames, id_kind, id_dim,
+                            [float(v) for v in args.levels.split(",")])
+        done.parent.mkdir(exist_ok=True)
+        done.write_text(json.dumps(ceil_rows))
+    timings["ceiling_s"] = time.time() - t0
+
+    t0 = time.time()
+    common = [f"train.seed={args.seed}", f"data.keys_file={work / 'seen_keys.txt'}", f"loss.face_embedder={phi}",
+              *args.train_set]
+    runs = train_runs(work, VARIANTS, shards, base, "train_identity", args.steps, args.threads, id_kind, id_dim,
+                      common)
+    timings["train_all_s"] = time.time() - t0
+    load.append(os.getloadavg()[0])
+
+    torch.set_num_threads(args.threads)
+    rows, clips = sweeps(work, runs, refs, people, seen, args, instrument, references, embed_frames, timings)
+    load.append(os.getloadavg()[0])
+    results = {"people": people, "seen": seen, "held_out": held_out, "instrument": instrument.name,
+               "embed_frames": embed_frames, "resolution": RES, "num_frames": NUM_FRAMES, "actions": ACTIONS,
+               "train_steps": args.steps, "sample_steps": args.sample_steps, "guidance_scale": args.guidance,
+               "phi_steps": args.phi_steps, "ceiling": summarise(ceil_rows, people, seen), "models": {}}
+    for name, model_rows in rows.items():
+        summary = summarise(model_rows, people, seen)
+        run = runs.get(name)
+        results["models"][name] = {"headline": headline(summary), **summary, "rows": model_rows,
+                                   "val_loss_first_last": val_loss_first_last(run) if run else None}
+    results["aims"] = aims(results)
+    timings["total_s"] = time.time() - t_start
+    timings["cpu_s"] = cpu_seconds()
+    results["load_average_1min"] = load
+    results["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+
+    from identity_control_plots import frames_grid, plot
+
+    plot(results, pathlib.Path(args.pictures).with_suffix(".png"))
+    frames_grid(clips["full"], refs, people, held_out, work / "identity_control_frames.png")
+    print_tables(results)
+    line = {"full": results["models"]["full"]["headline"],
+            **{name: results["models"][name]["headline"] for name in results["models"] if name != "full"},
+            "aims_met": {a["aim"]: a["met"] for a in results["aims"]},
+            "minutes": round(timings["total_s"] / 60, 1), "cpu_minutes": round(timings["cpu_s"] / 60, 1)}
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The identity recipe (benchmarks/identity_control.py): its summaries on rows whose answer is known, the people it
+can gather, and the whole recipe end to end at a few steps (slow) so it cannot rot: the build of several people with
+some held out, phi, five ``hm train`` runs, the sweeps measured by instruments outside the model, the aims, the
+pictures and the one-line JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HEADLINE = {"identity_accuracy", "face_similarity", "nearest_other_similarity", "action_accuracy",
+            "intensity_spearman", "intensity_spearman_min_person", "intensity_mae", "face_motion"}
+
+
+def load(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def row(person, sims, asked=10.0, action="horizontal", seed=0, measured=None, found=None, face_motion=1.0):
+    return {"person": person, "action": action, "asked": asked, "seed": seed, "sims": sims,
+            "measured": asked if measured is None else measured, "found": found or action,
+            "face_motion": face_motion}
+
+
+PEOPLE, SEEN = ["a", "b", "c", "d"], ["a", "b", "c"]
+
+
+def test_identity_is_the_most_similar_seen_person_and_unseen_people_are_compared_with_the_nearest():
+    report = load("identity_report")
+    rows = [row("a", [0.9, 0.5, 0.4, 0.95]),  # d is unseen: its higher cosine does not count for a seen clip
+            row("b", [0.8, 0.7, 0.1, 0.1], asked=20.0),  # shows a: wrong
+            row("c", None),  # no face found: wrong, counted
+            row("d", [0.6, 0.7, 0.2, 0.9])]
+    s = report.summarise(rows, PEOPLE, SEEN)
+    ident = s["identity_seen"]
+    assert (ident["n"], ident["correct"], ident["no_face"]) == (3, 1, 1)
+    assert ident["face_similarity"] == pytest.approx((0.9 + 0.7) / 2)
+    assert ident["by_level"]["20"]["accuracy"] == 0.0 and ident["by_level"]["10"]["accuracy"] == 0.5
+    assert rows[1]["shown"] == "a" and rows[1]["nearest_seen"] == "a"
+    u = s["unseen"]["d"]
+    assert (u["face_similarity"], u["nearest_seen"], u["nearest_seen_similarity"]) == (0.9, "b", 0.7)
+    assert u["own_reference_wins"] == 1.0
+    assert set(report.headline(s)) == HEADLINE
+
+
+def test_a_model_blind_to_identity_is_exactly_at_chance_and_the_aim_says_so():
+    report = load("identity_report")
+    # The same clip for every person (a blind model with one seed): it shows one person, right for one in three.
+    blind = [row(p, [0.9, 0.5, 0.4, 0.3], asked=v, action=k) for p in SEEN for v in (0.0, 20.0)
+             for k in ("horizontal", "zoom")]
+    good = [row(p, [0.95 if q == p else 0.5 for q in PEOPLE], asked=v, action=k, seed=s)
+            for p in PEOPLE for v in (0.0, 20.0) for k in ("horizontal", "zoom") for s in (0, 1)]
+    results = {"people": PEOPLE, "seen": SEEN, "models": {}}
+    for name, rows in {"full": good, "no_id": blind, "no_lid": good, "no_lr": good, "neither": good}.items():
+        rows = [dict(r) for r in rows]
+        results["models"][name] = {**report.summarise(rows, PEOPLE, SEEN), "rows": rows}
+    assert results["models"]["no_id"]["identity_seen"]["accuracy"] == pytest.approx(1 / 3)
+    aims = {a["aim"].split(" (")[0]: a for a in report.aims(results)}
+    assert aims["no ID insertion: identity accuracy at chance 1/3"]["met"]
+    assert aims["full, seen people: identity accuracy >= 0.95"]["met"]
+    assert aims["full: face similarity falls <= 0.05 from 0 to 20"]["met"]
+    effect = aims["reported: L_id on face similarity, with L_R"]["value"]
+    assert effect["mean"] == 0 and effect["n"] == len(good)
+
+
+def test_intervals():
+    measure = load("identity_measure")
+    lo, hi = measure.binomial_chance_interval(160, 1 / 8)
+    assert lo < 1 / 8 < hi and hi - lo < 0.12
+    assert measure.wilson_interval(20, 20)[1] == pytest.approx(1.0) and measure.wilson_interval(20, 20)[0] > 0.8
+    d = measure.paired_bootstrap(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]))
+    assert d["mean"] == 1.0 and d["ci95"][0] <= 1.0 <= d["ci95"][1]
+
+
+def test_face_region_motion_reads_the_flow_inside_the_box():
+    measure = load("identity_measure")
+    flows = np.zeros((2, 32, 32, 2), np.float32)
+    flows[:, 8:16, 8:16, 0] = 3.0  # 3 px per step at 32 px inside the face, nothing outside
+    boxes = [None, np.array([32, 32, 64, 64]), np.array([32, 32, 64, 64])]  # enlarged-frame pixels (x4)
+    assert measure.face_region_motion(flows, boxes, up_px=128, out_px=512) == pytest.approx(3.0 * 16)
+    assert measure.face_region_motion(flows, [None, None, None], up_px=128, out_px=512) is None
+
+
+def test_person_of_takes_the_longest_name():
+    bench = load("identity_control")
+    assert bench.person_of("group_2_pan_4_sweep8.mp4", ["group", "group_2"]) == "group_2"
+    assert bench.person_of("lp_d8_portrait.jpg", ["lp_d8", "lp_d20"]) == "lp_d8"
+    assert bench.person_of("coffee.png", ["lp_d8"]) is None
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
+    bench = load("identity_control")
+    work, pictures = tmp_path / "work", tmp_path / "pictures"
+    assert bench.main(["--work", str(work), "--steps", "2", "--vae-steps", "2", "--phi-steps", "2",
+                       "--people", "astronaut,hopper,group_2", "--held-out", "group_2", "--levels", "0,20",
+                       "--intensities", "0,20", "--ablation-intensities", "0,20", "--seeds", "0",
+                       "--ablation-seeds", "0", "--sample-steps", "2", "--threads", "1",
+                       "--pictures", str(pictures)]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for name in ("full", "no_id", "no_lid", "no_lr", "neither", "no_mcm"):
+        assert set(line[name]) >= HEADLINE
+    assert len(line["aims_met"]) >= 8
+    results = json.loads((work / "results.json").read_text())
+    assert len(results["models"]["full"]["rows"]) == 3 * 4 * 2  # everyone x 4 actions x 2 intensities x 1 seed
+    for name in ("no_id", "no_lid", "no_lr", "neither", "no_mcm"):
+        assert len(results["models"][name]["rows"]) == 2 * 4 * 2  # the seen people only
+    # The held-out person is in no training: not in the keys, and each run reads only the keys.
+    keys = (work / "seen_keys.txt").read_text().split()
+    assert keys and not any("group_2" in k for k in keys) and any("hopper" in k for k in keys)
+    settings = {name: json.loads((work / name / "config.json").read_text()) for name in bench.VARIANTS}
+    for name, cfg in settings.items():
+        assert cfg["data"]["keys_file"] == str(work / "seen_keys.txt") and (work / name / "unet").is_dir()
+        assert (cfg["loss"]["id_weight"] > 0) == (name in ("full", "no_id", "no_lr"))
+        assert (cfg["loss"]["region_delta"] > 0) == (name in ("full", "no_id", "no_lid"))
+        assert (cfg["model"]["id_scale"] > 0) == (name != "no_id")
+    # Without ID insertion the model is blind to the reference: the same seed gives the same clip for everyone.
+    blind = {}
+    for r in results["models"]["no_id"]["rows"]:
+        blind.setdefault((r["action"], r["asked"]), set()).add((r["measured"], tuple(r["sims"] or ())))
+    assert all(len(v) == 1 for v in blind.values())
+    # Captions name the kind of motion, never the person.
+    import pyarrow.parquet as pq
+
+    index = pq.read_table(work / "shards" / "index.parquet").to_pandas()
+    for text in [*index["action"], *index["description"]]:
+        assert not any(p in str(text).lower() for p in ("astronaut", "hopper", "group"))
+    assert pictures.with_suffix(".png").is_file() and (work / "identity_control_frames.png").is_file()
+    from human_motion.model.components import load_face_embedder
+
+    assert load_face_embedder(str(work / "phi")) is not None
+
+
+def test_tables_aims_and_pictures_from_synthetic_results(tmp_path, capsys):
+    """The end of a run on made-up clips: the tables and aims print, the plot and the frames grid are written."""
+    report, plots = load("identity_report"), load("identity_control_plots")
+    people, seen, held_out = ["a", "b", "c"], ["a", "b"], ["c"]
+    rng = np.random.default_rng(0)
+
+    def clips(who, seeds, levels, blind=False):
+        return [row(p, [0.9 if (q == p and not blind) else 0.6 + 0.1 * rng.random() for q in people], asked=v,
+                    action=k, seed=s, measured=v + rng.random(), face_motion=v / 2)
+                for p in who for k in ("horizontal", "vertical", "zoom", "rotation") for v in levels for s in seeds]
+
+    results = {"people": people, "seen": seen, "held_out": held_out, "models": {}}
+    plan = {"full": clips(people, (0, 1), (0.0, 10.0, 20.0)), "no_mcm": clips(seen, (0,), (0.0, 20.0)),
+            "no_id": clips(seen, (0,), (0.0, 20.0), blind=True),
+            **{n: clips(seen, (0,), (0.0, 20.0)) for n in ("no_lid", "no_lr", "neither")}}
+    for name, rows in plan.items():
+        summary = report.summarise(rows, people, seen)
+        results["models"][name] = {"headline": report.headline(summary), **summary, "rows": rows}
+    results["aims"] = report.aims(results)
+    report.print_tables(results)
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "Table 3" in out and "| L_id + L_R (full) |" in out and "c: 0.900" in out
+    assert out.count("[MET]") + out.count("[NOT MET]") == 8 and out.count("[reported]") == 4
+    plots.plot(results, tmp_path / "plot.png")
+    frames = {(p, "horizontal", v, 0): rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+              for p in people for v in (0.0, 20.0)}
+    refs = {p: rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for p in people}
+    plots.frames_grid(frames, refs, people, held_out, tmp_path / "frames.png")
+    assert (tmp_path / "plot.png").stat().st_size > 10_000 and (tmp_path / "frames.png").is_file()
