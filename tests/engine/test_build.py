@@ -314,3 +314,19 @@ def test_a_clip_that_crashes_a_batched_stage_is_quarantined_without_its_batch_ma
     built = _samples(out)
     assert {k: v[:3] for k, v in built.items()} == expected
     assert {v[3] for v in built.values()} == {"keeping still"}  # every batch-mate was captioned by the model
+
+
+@pytest.mark.slow
+def test_stages_in_pools_of_their_own_give_the_fused_samples(tmp_path):
+    """With a pool per stage (what a GPU stage gets; here ray.fuse_cpu_stages=false on the CPU), Ray Data streams
+    rows between the pools: the same samples as the fused in-process build, every part assembled."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    local, pools = tmp_path / "local", tmp_path / "pools"
+    subprocess.run(_cmd(local, "--set", "ray.address=local"), check=True, env=env, capture_output=True, timeout=600)
+    quarter = [x for s in ("decode", "quality", "faces", "flow", "caption", "encode")
+               for x in ("--set", f"{s}.num_cpus=0.25")]  # seven pools on two CPUs
+    run = subprocess.run(_cmd(pools, "--set", "ray.fuse_cpu_stages=false", "--set", "ray.num_cpus=2", *quarter),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _samples(pools) == _samples(local)
+    assert not list(pools.glob("_parts/*/*")) and not list(pools.glob("*.tmp"))
