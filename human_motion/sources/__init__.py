@@ -104,10 +104,9 @@ def _first_runnable(clips: list[ClipSpec], limit: int) -> list[ClipSpec]:
     every row for a file that is not media."""
     out, runnable = [], 0
     for c in clips:
-        if c.reject_reason is None:
-            if runnable == limit:
-                break
-            runnable += 1
+        if runnable == limit:
+            break
         out.append(c)
+        runnable += c.reject_reason is None
     kept = {id(c) for c in out}
     return out + [c for c in clips if id(c) not in kept and c.reject_reason in NOT_MEDIA]
