@@ -214,6 +214,7 @@ def build(cfg: BuildConfig, out: str, verbose: bool = False, console=None) -> di
             write_atomic(fs, f"{root}/config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).encode())
         run_info = {"started": started, "seconds": round(time.time() - started, 2),
                     "plan_seconds": round(plan_seconds, 2), "clips_run": to_run,
+                    "rows_back": progress.rows, "row_ms": progress.row_ms(),
                     "shards_written": len(assembler.written), "argv": sys.argv, "complete": True}
         changed = set(assembler.written) | plan.read_back
         return finalize(fs, root, plan.shards, changed, previous, sizes,

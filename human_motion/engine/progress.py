@@ -25,7 +25,8 @@ class Progress:
         if mode == "auto":
             mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "lines"
         self.mode = mode
-        self.clips = self.samples = 0
+        self.clips = self.samples = self.rows = 0
+        self.first_row_at = self.last_row_at = None  # perf_counter seconds: the steady rate, start-up left out
         self.rejects: Counter = Counter()
         self.started = time.monotonic()
         self.interval_s, self.last_line = interval_s, 0.0
@@ -38,6 +39,10 @@ class Progress:
 
     def row(self, ok: bool, stage: str) -> None:
         """One row (a window, or a rejected clip) came back."""
+        self.rows += 1
+        self.last_row_at = time.perf_counter()
+        if self.first_row_at is None:
+            self.first_row_at = self.last_row_at
         if ok:
             self.samples += 1
         else:
@@ -64,6 +69,12 @@ class Progress:
         eta_text = _fmt_time((self.total - self.clips) / rate) if rate > 0 else "?"
         print(f"hm build: {self.clips}/{self.total} clips, {self._counts()}, {rate:.2f} clips/s, "
               f"elapsed {_fmt_time(elapsed)}, ETA {eta_text}", file=self.stream, flush=True)
+
+    def row_ms(self) -> float | None:
+        """Milliseconds of wall time a row took once rows came back (workers' start-up left out), or None."""
+        if self.rows < 2:
+            return None
+        return round(1000 * (self.last_row_at - self.first_row_at) / (self.rows - 1), 3)
 
     def note(self, text: str) -> None:
         """A message that must not tear the bar (shards written, quarantined clips)."""
