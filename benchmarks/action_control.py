@@ -38,12 +38,11 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import numpy as np
-import torch
 
 from motion_recipe import (
-    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, cpu_seconds, dis, id_kind_of,
-    load_pipeline, log, measure, references, save_gif, shard_samples, start, stats, to_uint8, train_runs,
-    val_loss_first_last, vae_round_trip, write_base,
+    NUM_FRAMES, RES, ROOT, SWEEP_STEPS, UNIT, add_arguments, build_shards, cpu_seconds, dis, generate_batch,
+    id_kind_of, load_pipeline, log, measure, references, save_gif, shard_samples, start, stats, to_uint8,
+    train_runs, val_loss_first_last, vae_round_trip, write_base,
 )
 
 from human_motion.eval.motion_kind import KINDS, confusion, motion_kind
@@ -132,8 +131,6 @@ def sweep(run: pathlib.Path, refs: dict[str, np.ndarray], intensities: list[floa
     """Every (photo, action, intensity, seed) once: rows of asked and measured, and the clips by key. The actions x
     intensities of one photo and seed are one batch with the same initial noise in each video (one generator per
     video, all seeded alike), so within it only the asked action and intensity differ."""
-    from human_motion.model.pipeline_output import frames_to_uint8
-
     pipe = load_pipeline(run)
     faces = {photo: pipe.prepare_reference(ref) for photo, ref in refs.items()}  # found and embedded once
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -141,12 +138,9 @@ def sweep(run: pathlib.Path, refs: dict[str, np.ndarray], intensities: list[floa
     rows, clips = [], {}
     for photo, face in faces.items():
         for seed in seeds:
-            out = pipe(reference_face=face, prompt="", action=[ACTIONS[k] for k, _ in asks],
-                       intensity=[v / UNIT for _, v in asks], num_frames=NUM_FRAMES, height=RES, width=RES,
-                       num_inference_steps=steps, guidance_scale=guidance, output_type="np",
-                       generator=[torch.Generator().manual_seed(seed) for _ in asks])
-            for (kind, intensity), video in zip(asks, out.frames):
-                frames = frames_to_uint8(video)
+            videos = generate_batch(pipe, face, [ACTIONS[k] for k, _ in asks], [v for _, v in asks], seed, steps,
+                                    guidance)
+            for (kind, intensity), frames in zip(asks, videos):
                 found, components = kind_of(frames)
                 rows.append({"photo": photo, "action": kind, "asked": intensity, "seed": seed,
                              "measured": measure(frames), "found": found, "components": components})

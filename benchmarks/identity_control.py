@@ -17,14 +17,15 @@ small scale on a CPU, with its Table 2 (the two losses) and Table 3 (the Motion 
 4. Each run generates people x actions x intensities x seeds through ``MotionCharacterPipeline``; the full model's
    sweep is repeated with the Motion Control Module switched off (Table 3). Every clip is measured with
    instruments outside the model (``identity_measure.py``): who it shows and its face similarity to its own
-   reference (BlazeFace + dlib's ResNet, the build's face code), its intensity and kind of motion (the build's DIS
-   flow, ``eval.motion_kind``) and the motion inside its face box.
+   reference (BlazeFace + dlib's ResNet, the build's face code; and, in pixels, how near its frames come to each
+   person's training frames after the VAE), its intensity and kind of motion (the build's DIS flow,
+   ``eval.motion_kind``) and the motion inside its face box.
 
-Printed: Table 2, Table 3, the unseen people, every aim met or not; the last line is one JSON object. Written:
-``<work>/results.json``, ``benchmarks/identity_control.png`` (people as rows, intensities as columns: face
-similarity and identity hits of the full model; and the ablations' curves), ``<work>/identity_control_frames.png``
-(the generated frames in the same grid; not for the repository: it shows the people). Report in
-benchmarks/README.md.
+Printed: Table 2, Table 3, identity by both instruments, the unseen people, every aim met or not; the last line is
+one JSON object. Written: ``<work>/results.json``, ``benchmarks/identity_control.png`` (people as rows, intensities
+as columns: face similarity and identity hits of the full model; and the ablations' curves),
+``<work>/identity_control_frames.png`` (the generated frames in the same grid; not for the repository: it shows the
+people). Report in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ import numpy as np
 import torch
 
 from action_control import ACTIONS, MIN_KIND_PX, demo_options
-from identity_measure import IdentityInstrument, face_region_motion
+from identity_measure import IdentityInstrument, PixelIdentity, face_region_motion
 from identity_people import CATALOGUE, gather
 from identity_report import aims, headline, print_tables, summarise
 from motion_recipe import (NUM_FRAMES, OUT_PX, RES, ROOT, UNIT, add_arguments, build_shards, cpu_seconds, dis,
-                           id_kind_of, load_pipeline, log, measure, shard_samples, start, train_runs,
+                           generate_batch, id_kind_of, load_pipeline, log, measure, shard_samples, start, train_runs,
                            val_loss_first_last, vae_round_trip, write_base)
+from motion_recipe import references as portraits
 
 from human_motion.eval.motion_kind import classify, clip_components
 
@@ -70,13 +72,6 @@ def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pat
     keys = {r["key"] for r in index if person_of(r["clip_id"], people) in seen}
     out.write_text("".join(f"{k}\n" for k in sorted(keys)))
     return keys
-
-
-def portraits(work: pathlib.Path, people: list[str]) -> dict[str, np.ndarray]:
-    from PIL import Image
-
-    media = work / "shards" / "_demo_media"
-    return {p: np.asarray(Image.open(media / f"{p}_portrait.jpg").convert("RGB")) for p in people}
 
 
 # ------------------------------------------------------------------------------------------------------------ phi
@@ -144,25 +139,59 @@ def ceiling(shards, base, people, instrument, references, embed_frames, id_kind,
     return rows
 
 
+def training_bank(work, shards, base, people, id_kind, id_dim) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every person's training frames after the VAE at RES (stills included), with the key of the clip each frame
+    comes from: the pixel instrument's references. Kept in <work>/sweeps/bank.npz."""
+    done = work / "sweeps" / "bank.npz"
+    if done.exists():
+        saved = np.load(done)
+        if all(f"{p}__frames" in saved.files for p in people):
+            return {p: (saved[f"{p}__frames"], saved[f"{p}__clips"]) for p in people}
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(base / "vae").eval()
+    frames, clips = {p: [] for p in people}, {p: [] for p in people}
+    for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
+        person = person_of(s["key"].split("__")[1], people)
+        if person is None:
+            continue
+        frames[person].append(vae_round_trip(vae, s["pixel_values"]))
+        clips[person] += [s["key"]] * len(frames[person][-1])
+    bank = {p: (np.concatenate(frames[p]), np.asarray(clips[p])) for p in people}
+    done.parent.mkdir(exist_ok=True)
+    np.savez_compressed(done, **{f"{p}__{part}": bank[p][i] for p in people for i, part in enumerate(("frames",
+                                                                                                      "clips"))})
+    return bank
+
+
+def pixel_ceiling(bank, pixel: PixelIdentity, people: list[str], seen: list[str]) -> dict:
+    """The pixel instrument on the seen people's training clips, each measured with its own frames left out: how
+    often the nearest person is the right one (what a generated clip can reach at best)."""
+    idx = [people.index(p) for p in seen]
+    hits = n = 0
+    for person in seen:
+        frames, clips = bank[person]
+        for key in np.unique(clips):
+            sims = pixel.sims(frames[clips == key], exclude=key)
+            hits += seen[int(np.argmax(sims[idx]))] == person
+            n += 1
+    return {"n": n, "accuracy": hits / n if n else None}
+
+
 # --------------------------------------------------------------------------------------------------- generation
 def sweep(pipe, refs: dict[str, np.ndarray], people: list[str], intensities: list[float], seeds: list[int],
           steps: int, guidance: float, instrument, references, embed_frames) -> tuple[list[dict], dict]:
     """Every (person, action, intensity, seed) once: measured rows, and the clips by key. The actions x intensities
     of one person and seed are one batch with the same initial noise in each video, so within it only the asked
     action and intensity differ, and across people only the reference does."""
-    from human_motion.model.pipeline_output import frames_to_uint8
-
     asks = [(kind, float(v)) for kind in ACTIONS for v in intensities]
     rows, clips = [], {}
     for person in people:
         face = pipe.prepare_reference(refs[person])
         for seed in seeds:
-            out = pipe(reference_face=face, prompt="", action=[ACTIONS[k] for k, _ in asks],
-                       intensity=[v / UNIT for _, v in asks], num_frames=NUM_FRAMES, height=RES, width=RES,
-                       num_inference_steps=steps, guidance_scale=guidance, output_type="np",
-                       generator=[torch.Generator().manual_seed(seed) for _ in asks])
-            for (kind, intensity), video in zip(asks, out.frames):
-                frames = frames_to_uint8(video)
+            videos = generate_batch(pipe, face, [ACTIONS[k] for k, _ in asks], [v for _, v in asks], seed, steps,
+                                    guidance)
+            for (kind, intensity), frames in zip(asks, videos):
                 rows.append({"person": person, "action": kind, "asked": intensity, "seed": seed,
                              **measure_clip(frames, instrument, references, embed_frames)})
                 clips[(person, kind, intensity, seed)] = frames
@@ -210,7 +239,7 @@ def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_f
 # ------------------------------------------------------------------------------------------------------- main
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(p, "identity_control", "five models", steps=1000, vae_steps=400)
+    add_arguments(p, "identity_control", "five models", steps=700, vae_steps=400)  # the measured run (README)
     names = list(CATALOGUE)
     p.add_argument("--people", default=",".join(names[:10]), help=f"from {', '.join(names)}")
     p.add_argument("--held-out", default="lp_d20,group_0", help="people left out of every training")
@@ -267,6 +296,8 @@ def main(argv=None) -> int:
                             [float(v) for v in args.levels.split(",")])
         done.parent.mkdir(exist_ok=True)
         done.write_text(json.dumps(ceil_rows))
+    bank = training_bank(work, shards, base, people, id_kind, id_dim)
+    pixel = PixelIdentity(bank, people)
     timings["ceiling_s"] = time.time() - t0
 
     t0 = time.time()
@@ -283,12 +314,23 @@ def main(argv=None) -> int:
     results = {"people": people, "seen": seen, "held_out": held_out, "instrument": instrument.name,
                "embed_frames": embed_frames, "resolution": RES, "num_frames": NUM_FRAMES, "actions": ACTIONS,
                "train_steps": args.steps, "sample_steps": args.sample_steps, "guidance_scale": args.guidance,
-               "phi_steps": args.phi_steps, "ceiling": summarise(ceil_rows, people, seen), "models": {}}
+               "phi_steps": args.phi_steps, "ceiling": summarise(ceil_rows, people, seen),
+               "pixel_instrument": pixel.name, "pixel_ceiling": pixel_ceiling(bank, pixel, people, seen),
+               "models": {}}
     for name, model_rows in rows.items():
+        for r in model_rows:
+            if "pixel_sims" not in r:
+                sims = pixel.sims(clips[name][(r["person"], r["action"], r["asked"], r["seed"])])
+                r["pixel_sims"] = [round(float(v), 5) for v in sims]
         summary = summarise(model_rows, people, seen)
+        by_pixels = summarise([{**r, "sims": r["pixel_sims"]} for r in model_rows], people, seen)
         run = runs.get(name)
         results["models"][name] = {"headline": headline(summary), **summary, "rows": model_rows,
+                                   "pixel": {k: by_pixels[k] for k in ("identity_seen", "unseen")},
                                    "val_loss_first_last": val_loss_first_last(run) if run else None}
+        results["models"][name]["headline"].update(
+            pixel_identity_accuracy=round(by_pixels["identity_seen"]["accuracy"], 3),
+            pixel_similarity=round(by_pixels["identity_seen"]["face_similarity"], 4))
     results["aims"] = aims(results)
     timings["total_s"] = time.time() - t_start
     timings["cpu_s"] = cpu_seconds()

@@ -296,6 +296,19 @@ def load_pipeline(run: pathlib.Path):
     return pipe
 
 
+def generate_batch(pipe, face, phrases: list[str], intensities: list[float], seed: int, steps: int,
+                   guidance: float) -> list[np.ndarray]:
+    """One batch of videos of one reference ``face``, the i-th asked ``phrases[i]`` at ``intensities[i]`` (px per
+    step at 512 px), every video from the same initial noise (one generator per video, all seeded with ``seed``), so
+    that within the batch only the ask differs. Frames as uint8 (t, h, w, 3)."""
+    from human_motion.model.pipeline_output import frames_to_uint8
+
+    out = pipe(reference_face=face, prompt="", action=list(phrases), intensity=[v / UNIT for v in intensities],
+               num_frames=NUM_FRAMES, height=RES, width=RES, num_inference_steps=steps, guidance_scale=guidance,
+               output_type="np", generator=[torch.Generator().manual_seed(seed) for _ in phrases])
+    return [frames_to_uint8(video) for video in out.frames]
+
+
 def references(work: pathlib.Path, photos: list[str]) -> dict[str, np.ndarray]:
     """The framed portraits the build wrote for ``photos`` (the identities of the sweep), RGB uint8."""
     from PIL import Image

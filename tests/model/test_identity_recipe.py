@@ -170,3 +170,52 @@ def test_tables_aims_and_pictures_from_synthetic_results(tmp_path, capsys):
     refs = {p: rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for p in people}
     plots.frames_grid(frames, refs, people, held_out, tmp_path / "frames.png")
     assert (tmp_path / "plot.png").stat().st_size > 10_000 and (tmp_path / "frames.png").is_file()
+
+
+def test_pixel_identity_names_the_person_whose_training_frames_are_nearest_and_can_leave_a_clip_out():
+    measure = load("identity_measure")
+    rng = np.random.default_rng(0)
+    # Two people: a is dark with a bright square that moves (a pan), b is bright; a third, c, is a's twin but a little
+    # brighter. Each has two training clips of four frames.
+    def pan(base, shift):
+        frame = np.full((16, 16, 3), base, np.uint8)
+        frame[4:10, shift:shift + 6] = 230
+        return frame
+
+    bank = {"a": (np.stack([pan(30, s) for s in range(8)]), np.array(["a0"] * 4 + ["a1"] * 4)),
+            "b": (np.stack([pan(200, s) for s in range(8)]), np.array(["b0"] * 4 + ["b1"] * 4)),
+            "c": (np.stack([pan(60, s) for s in range(8)]), np.array(["c0"] * 4 + ["c1"] * 4))}
+    pixel = measure.PixelIdentity(bank, ["a", "b", "c"])
+    clip = np.stack([pan(34, s) for s in (1, 5, 6)]) + rng.integers(0, 3, (3, 16, 16, 3)).astype(np.uint8)
+    sims = pixel.sims(clip)
+    assert np.argmax(sims) == 0 and sims[0] > sims[2] > sims[1]
+    # Where the square is does not matter: each frame finds its own position among the person's frames.
+    assert pixel.sims(pan(30, 2)[None])[0] == pytest.approx(1.0)
+    # 1 - RMS in [0, 1]: a frame of 200 against b's frames of 200 is exact; against a's 30 it is 170/255 off where
+    # the squares coincide (the 36 square pixels of 256 agree).
+    assert pixel.sims(pan(200, 0)[None])[1] == pytest.approx(1.0)
+    assert pixel.sims(pan(200, 0)[None])[0] == pytest.approx(1 - 170 / 255 * np.sqrt(220 / 256), abs=1e-4)
+    # Leaving clip a0 out, a frame of it is matched against a1's frames only (positions 4-7): further than before.
+    frame = pan(30, 0)[None]
+    assert pixel.sims(frame, exclude="a0")[0] < pixel.sims(frame)[0] == pytest.approx(1.0)
+
+
+def test_pixel_aims_join_the_dlib_aims_when_the_run_has_them():
+    report = load("identity_report")
+    people, seen = ["a", "b"], ["a", "b"]
+    rows = {name: [row(p, [0.9 if q == p else 0.5 for q in people], asked=v, action=k)
+                   for p in seen for v in (0.0, 20.0) for k in ("horizontal", "zoom")]
+            for name in ("full", "no_id", "no_lid", "no_lr", "neither")}
+    results = {"people": people, "seen": seen, "models": {}}
+    for name, model_rows in rows.items():
+        results["models"][name] = {**report.summarise(model_rows, people, seen), "rows": model_rows}
+    assert len(report.aims(results)) == 8 + 4
+    # The blind model by pixels: every clip nearest person a, so right for half of them (chance for two).
+    for name, model_rows in rows.items():
+        pixels = [{**r, "sims": [0.9, 0.1] if name == "no_id" else r["sims"]} for r in model_rows]
+        results["models"][name]["pixel"] = report.summarise(pixels, people, seen)
+    aims = {a["aim"]: a for a in report.aims(results)}
+    assert len(aims) == 8 + 5 + 4
+    assert aims["full, seen people: identity accuracy >= 0.95 (pixels)"]["met"] is True
+    chance = next(a for name, a in aims.items() if name.startswith("no ID insertion") and name.endswith("(pixels)"))
+    assert chance["value"] == 0.5 and chance["met"] is True
