@@ -119,22 +119,21 @@ def measure_clip(frames: np.ndarray, instrument: IdentityInstrument, references:
             "face_motion": face_region_motion(flows, ident["boxes"], instrument.up_px, OUT_PX)}
 
 
-def ceiling(shards, base, people, instrument, references, embed_frames, id_kind, id_dim, levels) -> list[dict]:
-    """The training clips of every person (seen and held out), after the VAE at RES x NUM_FRAMES, measured as the
-    generated ones are: their label stands for the asked intensity, and the nearest of ``levels`` groups them."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(base / "vae").eval()
+def ceiling(shards, bank, people, instrument, references, embed_frames, id_kind, id_dim, levels) -> list[dict]:
+    """The training clips of every person (seen and held out), after the VAE at RES x NUM_FRAMES (their frames in
+    ``bank``, ``training_bank``'s), measured as the generated ones are: their label stands for the asked intensity,
+    and the nearest of ``levels`` groups them."""
     rows = []
     for s in shard_samples(shards, NUM_FRAMES, id_kind, id_dim):
         kind = KIND_OF_ACTION.get(s["action"])
-        if s["static"] or kind is None:
+        person = person_of(s["key"].split("__")[1], people)
+        if s["static"] or kind is None or person is None:
             continue
-        frames = vae_round_trip(vae, s["pixel_values"])
+        frames, clips = bank[person]
         label = float(s["intensity"]) * UNIT
-        rows.append({"person": person_of(s["key"].split("__")[1], people), "action": kind, "asked": label,
+        rows.append({"person": person, "action": kind, "asked": label,
                      "level": min(levels, key=lambda v: abs(v - label)), "seed": 0,
-                     **measure_clip(frames, instrument, references, embed_frames)})
+                     **measure_clip(frames[clips == s["key"]], instrument, references, embed_frames)})
     log(f"ceiling: {len(rows)} training clips measured")
     return rows
 
@@ -288,16 +287,16 @@ def main(argv=None) -> int:
     refs = portraits(work, people)
     references = np.stack([instrument.reference(refs[p]) for p in people])  # (n, 128), rows in --people order
     t0 = time.time()
+    bank = training_bank(work, shards, base, people, id_kind, id_dim)  # every training clip through the VAE, once
+    pixel = PixelIdentity(bank, people)
     done = work / "sweeps" / "ceiling.json"
     if done.exists():
         ceil_rows = json.loads(done.read_text())
     else:
-        ceil_rows = ceiling(shards, base, people, instrument, references, embed_frames, id_kind, id_dim,
+        ceil_rows = ceiling(shards, bank, people, instrument, references, embed_frames, id_kind, id_dim,
                             [float(v) for v in args.levels.split(",")])
         done.parent.mkdir(exist_ok=True)
         done.write_text(json.dumps(ceil_rows))
-    bank = training_bank(work, shards, base, people, id_kind, id_dim)
-    pixel = PixelIdentity(bank, people)
     timings["ceiling_s"] = time.time() - t0
 
     t0 = time.time()

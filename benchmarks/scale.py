@@ -109,14 +109,15 @@ def engine_alone(work: pathlib.Path, sizes: list[int], loaded: list[int]) -> dic
                     for p in hot:
                         p.kill()
                 run = last_run(target)
+                first_run = json.loads((target / "manifest.json").read_text())["runs"][0]
                 got = run["summary"]["rejects_by_reason"]
                 assert all(got.get(k) == v for k, v in expected.items()), (got, expected)
                 worker_rows = n - expected["missing_file"]
                 row = {"rows": n, "executor": executor, "load": load, "wall_s": first["wall_s"],
-                       "plan_s": json.loads((target / "manifest.json").read_text())["runs"][0]["plan_seconds"],
+                       "plan_s": first_run["plan_seconds"],
                        "rss_mb": first["rss_mb"], "files": count_files(target), "worker_rows": worker_rows,
                        "shards": run["summary"]["shards"], "rerun_s": again["wall_s"], "rerun_rss_mb": again["rss_mb"],
-                       "row_ms": json.loads((target / "manifest.json").read_text())["runs"][0].get("row_ms")}
+                       "row_ms": first_run.get("row_ms")}
                 rows.append(row)
                 print(f"[scale] engine {executor:10s} load {load} rows {n:>7,}: {row['wall_s']:7.1f} s "
                       f"(plan {row['plan_s']:.1f} s), {row['row_ms']} ms a row once rows came back, driver "
