@@ -57,12 +57,19 @@ class RayConfig:
     # (~250 MB each); 2 is 1.3x faster than 1 on 2 cores. None: 2 (1 on a one-core machine). No crash quarantine
     # without Ray.
     local_threads: int | None = None
+    # The nice value of the workers of a Ray this build starts. Ray's own default, 15, gives its workers a twentieth
+    # of a core's share beside any process at 0: on a node that runs other CPU-bound work, a clip's probe took
+    # 70 ms instead of 4 (benchmarks/README.md, "Corpus scale"). 0: the share of any other process. A joined Ray
+    # keeps the value it was started with (``RAY_worker_niceness=0 ray start ...``); the build says so.
+    worker_niceness: int = 0
 
     def __post_init__(self) -> None:
         at_least_one = (self.cpu_actors, self.local_threads)
         if self.max_retries < 0 or any(n is not None and n < 1 for n in at_least_one):
             raise ConfigError("ray.max_retries must be >= 0, ray.cpu_actors >= 1 (or null) and ray.local_threads "
                               ">= 1 (or null)")
+        if not 0 <= self.worker_niceness <= 19:
+            raise ConfigError(f"ray.worker_niceness must be 0..19 (a nice value), not {self.worker_niceness}")
 
     def in_process_threads(self) -> int:
         """Threads of a build without Ray: ``local_threads``, else 2 (1 on a one-core machine)."""

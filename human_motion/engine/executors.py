@@ -11,6 +11,7 @@ streams rows between the pools with its batching and backpressure.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -112,8 +113,9 @@ class RayStepRunner(StepRunner):
         super().__init__(steps, [cfg.section(s) for s in steps], journal, out)
 
     def run_batch(self, task: list[Clip], budget_s: float = BUDGET_S) -> dict:
-        """The actor method of the plain pool: one task (Ray Data calls the instance itself, with rows)."""
-        return self.run_task(task, budget_s)
+        """The actor method of the plain pool: one task (Ray Data calls the instance itself, with rows); the answer
+        also says the actor's nice value (a Ray started elsewhere may run its workers at Ray's default, 15)."""
+        return {**self.run_task(task, budget_s), "nice": os.nice(0)}
 
 
 def run_local(cfg: BuildConfig, rows: list[Row]) -> Iterator[Row]:
@@ -250,7 +252,7 @@ def run_ray(cfg: BuildConfig, planner: TaskPlanner, out: str, journal: str, pool
 
     groups = operators(cfg, cfg.steps())
     if len(groups) == 1:
-        yield from run_actor_pool(pool or _pool_actors(cfg, groups[0], out, journal), planner)
+        yield from run_actor_pool(pool or _pool_actors(cfg, groups[0], out, journal), planner, cfg.ray.worker_niceness)
     else:
         rows = [Row(shard, clip, 1, initial_record(spec)) for task in planner for shard, clip, spec in task]
         yield from run_ray_data(to_dict(cfg), groups, rows, out, journal, cfg.ray.max_retries, cfg.ray.progress)
@@ -302,14 +304,16 @@ def _pool_actors(cfg: BuildConfig, group: tuple, out: str, journal: str) -> list
     return [actor.remote(**kwargs) for _ in range(res["concurrency"])]
 
 
-def run_actor_pool(pool: list, planner: TaskPlanner) -> Iterator[dict]:
+def run_actor_pool(pool: list, planner: TaskPlanner, niceness: int = 0) -> Iterator[dict]:
     """One operator on ``pool``: each actor is sent a task at a time, at most two in flight (clips differ in cost,
     and a deep queue leaves one actor with the long tail; engine/tasks.py sizes the tasks). Ray Data's own actors
-    (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine."""
+    (statistics, autoscaling, locations) would each cost a worker process, seconds on a small machine. Warns once
+    when the actors run at a nice value above ``niceness`` (``ray.worker_niceness``)."""
     import ray
 
     in_flight: dict = {}
     load = [0] * len(pool)
+    warned = False
     try:
         while True:
             for i, a in enumerate(pool):
@@ -321,7 +325,13 @@ def run_actor_pool(pool: list, planner: TaskPlanner) -> Iterator[dict]:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 load[in_flight.pop(ref)] -= 1
-                yield from _task_done(planner, ray.get(ref))
+                answer = ray.get(ref)
+                if answer.get("nice", 0) > niceness and not warned:
+                    warned = True
+                    log.warning("hm build: Ray runs this build's workers at nice %d (the joined Ray was started with "
+                                "it; Ray's default is 15): beside other CPU-bound work they get a small share of "
+                                "the CPU; start Ray with `RAY_worker_niceness=0 ray start ...`", answer["nice"])
+                yield from _task_done(planner, answer)
     finally:
         stop_actors(pool)
 

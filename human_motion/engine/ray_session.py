@@ -99,7 +99,8 @@ def init_ray(cfg: BuildConfig, verbose: bool = False):
                                   f"one with `ray start --head` and join it with --ray-address auto, or unset {where} "
                                   "to let the build start a Ray of its own") from e
         else:
-            with _environ(worker_environment(verbose)):
+            # The raylet reads its settings from RAY_* variables at start: the workers' nice value among them.
+            with _environ({**worker_environment(verbose), "RAY_worker_niceness": str(cfg.ray.worker_niceness)}):
                 ray.init(address="local", num_cpus=cfg.ray.num_cpus,
                          object_store_memory=(cfg.ray.object_store_memory_mb or 0) * 2**20 or None, **kwargs)
     if not verbose:

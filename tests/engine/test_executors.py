@@ -38,6 +38,7 @@ def test_a_ray_of_its_own_gets_the_environment_through_this_process(recorded_ini
     src = str(__import__("pathlib").Path(__file__).resolve().parents[2])
     assert call["environ"]["PYTHONPATH"].split(os.pathsep)[0] == src
     assert call["environ"]["HM_QUIET_NATIVE"] == "1"
+    assert call["environ"]["RAY_worker_niceness"] == "0"  # the raylet's setting: workers at nice 0, not Ray's 15
     assert dict(os.environ) == before  # restored once Ray's processes have inherited it
 
 
@@ -122,6 +123,7 @@ from human_motion.engine.ray_session import init_ray, stop_ray
 
 assert not ray.is_initialized()
 init_ray(load_config(BuildConfig, None, ["ray.num_cpus=1"]))
+worker_nice = ray.get(ray.remote(lambda: __import__("os").nice(0)).remote())
 node = ray._private.worker._global_node
 procs = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
 shutdown, at_shutdown = ray.shutdown, []
@@ -134,7 +136,7 @@ ray.shutdown = recording_shutdown
 stop_ray()
 stopped = not ray.is_initialized()
 stop_ray()  # a second call is no error
-print(json.dumps({"stopped": stopped, "monitor": [p.returncode for p in procs.get("monitor", [])],
+print(json.dumps({"stopped": stopped, "worker_nice": worker_nice, "monitor": [p.returncode for p in procs.get("monitor", [])],
                   "at_shutdown": at_shutdown,
                   "running": {kind: [p.pid for p in ps if p.poll() is None] for kind, ps in procs.items()},
                   "kinds": sorted(procs)}))
@@ -142,7 +144,7 @@ print(json.dumps({"stopped": stopped, "monitor": [p.returncode for p in procs.ge
 
 
 def test_stop_ray_stops_every_process_of_a_ray_started_here():
-    """The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
+    """Its workers run at nice 0 (``ray.worker_niceness``; Ray's own default is 15). The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
     the build's Ray started is gone afterwards, and a second call is no error. In a fresh interpreter, which starts
     and stops its own Ray, whatever Ray an earlier test left in this one."""
     import json
@@ -156,6 +158,7 @@ def test_stop_ray_stops_every_process_of_a_ray_started_here():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["worker_nice"] == 0
     assert {"monitor", "raylet"} <= set(got["kinds"])  # what this test is about exists in this Ray version
     assert got["at_shutdown"] == [["monitor"]]  # killed before Ray's shutdown, which would wait on it
     assert got["stopped"] and got["monitor"] == [-9]

@@ -87,6 +87,9 @@ def test_a_cluster_of_two_worker_nodes_builds_the_in_process_samples(tmp_path, c
         # A quiet console: before the summary, only the build's own lines (no Ray banner, warning or log).
         before = run.stderr.split("clips in:")[0]
         assert all(line.startswith("hm build: ") for line in before.splitlines() if line.strip()), before[-2000:]
+        # The nodes run their workers at Ray's default nice value, 15 (RAY_worker_niceness unset): the build says
+        # that this costs them the CPU beside other work, once.
+        assert before.count("start Ray with `RAY_worker_niceness=0 ray start") == 1, before[-2000:]
         keys = [s["__key__"] for s in wds.WebDataset(sorted(map(str, out.glob("0*.tar"))), shardshuffle=False)]
         assert sorted(keys) == sorted(in_process)
     finally:
