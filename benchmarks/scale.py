@@ -1,7 +1,7 @@
 """How the build engine's own cost grows with the number of rows, and the read side on a corpus-sized build.
 
-    .venv/bin/python benchmarks/scale.py [--work DIR] [--rows 1000,10000,100000] [--real 32,256,512]
-                                         [--read 20000,100000] [--loaded-rows 1000,4000] [--quick]
+    .venv/bin/python benchmarks/scale.py [--work DIR] [--rows 1000,10000,100000] [--real 32,128,512]
+                                         [--read 2000,5000,100000] [--loaded-rows 1000,4000] [--quick]
 
 Every figure comes from ``hm build`` / ``hm stats`` / ``hm verify`` / ``hm select`` run as a user types them, each
 in a process of its own (wall seconds, and the peak resident memory of that process alone, sampled every 50 ms;
@@ -12,7 +12,7 @@ for a Ray build that is the driver, whose workers are other processes). Corpora 
    select step, a quarter not videos, rejected at probe), on both executors: plan seconds (from the manifest),
    wall, driver peak RSS, files in ``--out``, the wall of a rerun of the finished build, and the cost of a row
    as the slope between sizes. The same at a few thousand rows with two CPU-bound processes running beside it.
-2. **Real builds** of 32, 256 and 512 clips (hard links of the dev videos, one 16-frame window each) on both
+2. **Real builds** of 32, 128 and 512 clips (hard links of the dev videos, one 16-frame window each) on both
    executors: seconds per window against the 32-clip run, and driver peak RSS.
 3. **Read side** on synthetic finished builds of N samples in the real format (small members): ``hm stats``,
    ``hm select`` and ``hm verify`` wall and peak RSS; verify's seconds per shard at both sizes.
@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="work folder (default: a temporary one, removed at the end)")
     p.add_argument("--rows", default="1000,10000,100000", help="engine-alone sizes")
     p.add_argument("--loaded-rows", default="1000,4000", help="engine-alone sizes beside two CPU-bound processes")
-    p.add_argument("--real", default="32,256,512", help="real build sizes (clips)")
-    p.add_argument("--read", default="5000,20000,100000", help="read-side sizes (samples)")
-    p.add_argument("--verify-max", type=int, default=20000, help="largest read-side size hm verify decodes")
+    p.add_argument("--real", default="32,128,512", help="real build sizes (clips)")
+    p.add_argument("--read", default="2000,5000,100000", help="read-side sizes (samples)")
+    p.add_argument("--verify-max", type=int, default=5000, help="largest read-side size hm verify decodes")
     p.add_argument("--s3-rows", type=int, default=4000, help="rows of the object-store build")
     p.add_argument("--partial", default="35666:256", help="listed:present clips of the partial-download build")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the benchmark runs")

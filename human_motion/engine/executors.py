@@ -10,6 +10,9 @@ streams rows between the pools with its batching and backpressure.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import queue
@@ -41,6 +44,25 @@ def initial_record(spec: ClipSpec | str) -> dict:
     spec = ClipSpec.from_json(spec_json)
     return {"spec": spec_json, "source": spec.source, "clip_id": spec.clip_id, "media_path": spec.path,
             "static": spec.static, "labels": spec.labels, "status": "ok", "window": -1}
+
+
+@functools.cache
+def _libc_trim():
+    """glibc's ``malloc_trim``, or None (another C library)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory a task freed back to the system. A task's frames and crops are freed when it ends, but glibc
+    keeps freed blocks in each thread's arena, split by what is still held around them: without this, a build's
+    resident memory grew with the clips it had run (in-process, 32 -> 128 real clips: peak 976 -> 1118 MB; with
+    it 970 -> 1052 MB, flat between tasks). A few milliseconds a task, of about a second of work."""
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class StepRunner:
@@ -80,6 +102,8 @@ class StepRunner:
             if self.journal:
                 self.journal.end_task()
         results = self.writer.write_task(done) if done else []
+        del rows, done
+        release_freed_memory()
         return {"results": [tuple(r[k] for k in RESULT_KEYS) for r in results], "left": task[ran:],
                 "clips": ran, "seconds": time.perf_counter() - start}
 

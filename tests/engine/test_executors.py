@@ -136,15 +136,16 @@ ray.shutdown = recording_shutdown
 stop_ray()
 stopped = not ray.is_initialized()
 stop_ray()  # a second call is no error
-print(json.dumps({"stopped": stopped, "worker_nice": worker_nice, "monitor": [p.returncode for p in procs.get("monitor", [])],
-                  "at_shutdown": at_shutdown,
+print(json.dumps({"stopped": stopped, "worker_nice": worker_nice,
+                  "monitor": [p.returncode for p in procs.get("monitor", [])], "at_shutdown": at_shutdown,
                   "running": {kind: [p.pid for p in ps if p.poll() is None] for kind, ps in procs.items()},
                   "kinds": sorted(procs)}))
 """
 
 
 def test_stop_ray_stops_every_process_of_a_ray_started_here():
-    """Its workers run at nice 0 (``ray.worker_niceness``; Ray's own default is 15). The autoscaler monitor is killed before Ray's own shutdown (which would wait a second for it); every process
+    """Its workers run at nice 0 (``ray.worker_niceness``; Ray's own default is 15). The autoscaler monitor is
+    killed before Ray's own shutdown (which would wait a second for it); every process
     the build's Ray started is gone afterwards, and a second call is no error. In a fresh interpreter, which starts
     and stops its own Ray, whatever Ray an earlier test left in this one."""
     import json
