@@ -57,8 +57,8 @@ class RayConfig:
     # (~250 MB each); 2 is 1.3x faster than 1 on 2 cores. None: 2 (1 on a one-core machine). No crash quarantine
     # without Ray.
     local_threads: int | None = None
-    # The nice value of the workers of a Ray this build starts. Ray's own default, 15, gives its workers a twentieth
-    # of a core's share beside any process at 0: on a node that runs other CPU-bound work, a clip's probe took
+    # The nice value of the workers of a Ray this build starts. Ray's own default, 15, gives its workers about a
+    # thirtieth of the CPU time of a process at 0: on a node that runs other CPU-bound work, a clip's probe took
     # 70 ms instead of 4 (benchmarks/README.md, "Corpus scale"). 0: the share of any other process. A joined Ray
     # keeps the value it was started with (``RAY_worker_niceness=0 ray start ...``); the build says so.
     worker_niceness: int = 0
