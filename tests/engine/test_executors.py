@@ -42,6 +42,19 @@ def test_a_ray_of_its_own_gets_the_environment_through_this_process(recorded_ini
     assert dict(os.environ) == before  # restored once Ray's processes have inherited it
 
 
+@pytest.mark.parametrize("value", ["-1", "20"])
+def test_a_nice_value_outside_0_19_is_refused(value):
+    from human_motion.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"ray.worker_niceness must be 0..19 .*not {value}"):
+        load_config(BuildConfig, None, [f"ray.worker_niceness={value}"])
+
+
+def test_a_set_nice_value_reaches_the_raylet(recorded_init):
+    init_ray(load_config(BuildConfig, None, ["ray.worker_niceness=7"]))
+    assert recorded_init[0]["environ"]["RAY_worker_niceness"] == "7"
+
+
 @pytest.mark.parametrize("where", ["config", "environment"])
 def test_a_joined_ray_gets_the_environment_as_a_runtime_environment(recorded_init, monkeypatch, where):
     if where == "config":
