@@ -158,9 +158,9 @@ print(json.dumps({"stopped": stopped, "worker_nice": worker_nice,
 
 def test_stop_ray_stops_every_process_of_a_ray_started_here():
     """Its workers run at nice 0 (``ray.worker_niceness``; Ray's own default is 15). The autoscaler monitor is
-    killed before Ray's own shutdown (which would wait a second for it); every process
-    the build's Ray started is gone afterwards, and a second call is no error. In a fresh interpreter, which starts
-    and stops its own Ray, whatever Ray an earlier test left in this one."""
+    killed before Ray's own shutdown (which would wait a second for it); every process the build's Ray started is
+    gone afterwards, and a second call is no error. In a fresh interpreter, which starts and stops its own Ray,
+    whatever Ray an earlier test left in this one."""
     import json
     import subprocess
     import sys
