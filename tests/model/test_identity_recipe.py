@@ -98,13 +98,22 @@ def test_person_of_takes_the_longest_name():
     assert bench.person_of("coffee.png", ["lp_d8"]) is None
 
 
+def test_the_shared_start_must_train_on_seen_people_only(tmp_path):
+    """A held-out person in --pretrain-people would be trained on: refused before anything is built."""
+    bench = load("identity_control")
+    with pytest.raises(SystemExit, match="--pretrain-people astronaut,group_2: each must be one of the seen"):
+        bench.main(["--work", str(tmp_path / "w"), "--people", "astronaut,hopper,group_2", "--held-out", "group_2",
+                    "--pretrain-people", "astronaut,group_2"])
+    assert not (tmp_path / "w" / "shards").exists()
+
+
 @pytest.mark.slow
 def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     bench = load("identity_control")
     work, pictures = tmp_path / "work", tmp_path / "pictures"
     assert bench.main(["--work", str(work), "--steps", "2", "--vae-steps", "2", "--phi-steps", "2",
-                       "--people", "astronaut,hopper,group_2", "--held-out", "group_2", "--levels", "0,20",
-                       "--intensities", "0,20", "--ablation-intensities", "0,20", "--seeds", "0",
+                       "--pretrain-steps", "2", "--people", "astronaut,hopper,group_2", "--held-out", "group_2",
+                       "--levels", "0,20", "--intensities", "0,20", "--ablation-intensities", "0,20", "--seeds", "0",
                        "--ablation-seeds", "0", "--sample-steps", "2", "--threads", "1",
                        "--pictures", str(pictures)]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -118,9 +127,19 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     # The held-out person is in no training: not in the keys, and each run reads only the keys.
     keys = (work / "seen_keys.txt").read_text().split()
     assert keys and not any("group_2" in k for k in keys) and any("hopper" in k for k in keys)
+    # The shared start: neither loss, on the two pretrain people's samples only; every run starts from its weights.
+    start = json.loads((work / "pretrain" / "config.json").read_text())
+    assert start["data"]["keys_file"] == str(work / "pretrain_keys.txt")
+    assert start["loss"]["id_weight"] == 0 and start["loss"]["region_delta"] == 0
+    start_keys = (work / "pretrain_keys.txt").read_text().split()
+    assert start_keys and all("astronaut" in k or "hopper" in k for k in start_keys)
+    assert any("astronaut" in k for k in start_keys) and any("hopper" in k for k in start_keys)
+    assert results["pretrain_steps"] == 2 and results["pretrain_people"] == ["astronaut", "hopper"]
     settings = {name: json.loads((work / name / "config.json").read_text()) for name in bench.VARIANTS}
     for name, cfg in settings.items():
         assert cfg["data"]["keys_file"] == str(work / "seen_keys.txt") and (work / name / "unet").is_dir()
+        assert cfg["model"]["unet"] == str(work / "pretrain" / "unet")
+        assert cfg["model"]["adapter"] == str(work / "pretrain" / "adapter")
         assert (cfg["loss"]["id_weight"] > 0) == (name in ("full", "no_id", "no_lr"))
         assert (cfg["loss"]["region_delta"] > 0) == (name in ("full", "no_id", "no_lid"))
         assert (cfg["model"]["id_scale"] > 0) == (name != "no_id")
