@@ -103,7 +103,7 @@ def test_the_shared_start_must_train_on_seen_people_only(tmp_path):
     bench = load("identity_control")
     with pytest.raises(SystemExit, match="--pretrain-people astronaut,group_2: each must be one of the seen"):
         bench.main(["--work", str(tmp_path / "w"), "--people", "astronaut,hopper,group_2", "--held-out", "group_2",
-                    "--pretrain-people", "astronaut,group_2"])
+                    "--pretrain-steps", "10", "--pretrain-people", "astronaut,group_2"])
     assert not (tmp_path / "w" / "shards").exists()
 
 
