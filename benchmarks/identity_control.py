@@ -111,19 +111,19 @@ def fit_phi(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, seen: 
 
 
 # ----------------------------------------------------------------------------------------------- the shared start
-def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, args, people: list[str], id_kind: str,
-             id_dim: int, common: list[str]) -> pathlib.Path | None:
-    """The five runs' shared start: ``train_identity`` with neither loss, ``--pretrain-steps`` on the samples of
-    ``--pretrain-people`` only (<work>/pretrain_keys.txt), in <work>/pretrain; None with ``--pretrain-steps 0``.
+def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, who: list[str], steps: int,
+             threads: int, people: list[str], id_kind: str, id_dim: int, common: list[str]) -> pathlib.Path | None:
+    """The five runs' shared start: ``train_identity`` with neither loss, ``steps`` on the samples of ``who`` only
+    (<work>/pretrain_keys.txt), in <work>/pretrain; None when ``steps`` is 0.
     On two people the action branch learns in ~1000 steps; from the random base on eight it had not at 1500. The
     UNet then draws those two people, and 500 steps on all eight did not teach it the others (README)."""
-    if args.pretrain_steps <= 0:
+    if steps <= 0:
         return None
     keys_file = work / "pretrain_keys.txt"
-    seen_keys(shards, args.pretrain_people.split(","), people, keys_file)
-    extra = [f"data.keys_file={keys_file}", "loss.id_weight=0", "loss.region_delta=0"]
-    return train_runs(work, {"pretrain": extra}, shards, base, "train_identity", args.pretrain_steps, args.threads,
-                      id_kind, id_dim, common)["pretrain"]
+    seen_keys(shards, who, people, keys_file)
+    extra = [f"data.keys_file={keys_file}", "loss.id_weight=0", "loss.region_delta=0"]  # after common: they win
+    return train_runs(work, {"pretrain": extra}, shards, base, "train_identity", steps, threads, id_kind, id_dim,
+                      common)["pretrain"]
 
 
 # ---------------------------------------------------------------------------------------------------- measurement
@@ -292,7 +292,8 @@ def main(argv=None) -> int:
     seen = [p for p in people if p not in held_out]
     if len(seen) < 2 or len(seen) + len(held_out) != len(people):
         raise SystemExit("--held-out must name some of --people and leave at least two seen")
-    if args.pretrain_steps > 0 and not set(args.pretrain_people.split(",")) <= set(seen):
+    pretrain_people = args.pretrain_people.split(",") if args.pretrain_steps > 0 else []
+    if not set(pretrain_people) <= set(seen):
         raise SystemExit(f"--pretrain-people {args.pretrain_people}: each must be one of the seen people "
                          f"({','.join(seen)})")
     embed_frames = [int(v) for v in args.embed_frames.split(",")]
@@ -330,7 +331,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     common = [f"train.seed={args.seed}", f"data.keys_file={work / 'seen_keys.txt'}", f"loss.face_embedder={phi}",
               *args.train_set]
-    start_from = pretrain(work, shards, base, args, people, id_kind, id_dim, common)
+    start_from = pretrain(work, shards, base, pretrain_people, args.pretrain_steps, args.threads, people, id_kind,
+                          id_dim, common)
     timings["pretrain_s"] = time.time() - t0
     if start_from:
         common += [f"model.unet={start_from / 'unet'}", f"model.adapter={start_from / 'adapter'}"]
@@ -347,7 +349,7 @@ def main(argv=None) -> int:
                "embed_frames": embed_frames, "resolution": RES, "num_frames": NUM_FRAMES, "actions": ACTIONS,
                "train_steps": args.steps, "sample_steps": args.sample_steps, "guidance_scale": args.guidance,
                "phi_steps": args.phi_steps, "pretrain_steps": args.pretrain_steps,
-               "pretrain_people": args.pretrain_people.split(",") if args.pretrain_steps > 0 else [],
+               "pretrain_people": pretrain_people,
                "ceiling": summarise(ceil_rows, people, seen),
                "pixel_instrument": pixel.name, "pixel_ceiling": pixel_ceiling(bank, pixel, people, seen),
                "models": {}}
