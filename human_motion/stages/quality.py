@@ -41,7 +41,7 @@ class QualityConfig(StageResources):
     text_backend: Literal["rapidocr", "easyocr", "mser", "none"] = "rapidocr"
     ocr_side_px: int = 384  # rapidocr: the frame is detected at most this large (at 512: 2x the time, same finds)
     ocr_min_score: float = 0.5  # rapidocr: text boxes less confident than this are dropped
-    # rapidocr: ... and lines its recogniser reads as fewer letters or digits than this (a flag's stars: "K", "KK")
+    # rapidocr, easyocr: ... and lines the recogniser reads as fewer letters or digits than this (stars: "K", "KK")
     ocr_min_chars: int = 3
     easyocr_langs: tuple[str, ...] = ("en",)
     easyocr_model_dir: str | None = None  # EasyOCR weights folder; None: the offline package, else EasyOCR's cache
@@ -72,7 +72,10 @@ class Quality(Stage):
     reads = ("frames", "faces")
     writes = ("quality",)
     scores = ("text_frac", "image_quality")
-    version = 2  # 2: rapidocr's lines must read as ocr_min_chars and be wider than tall (ocr.MIN_LINE_ASPECT)
+    # 2: rapidocr's lines must read as ocr_min_chars and be wider than tall (ocr.MIN_LINE_ASPECT). easyocr's lines
+    # follow the same rule since 2026-12-07 without a bump (a bump refuses every half-done build to resume, rapidocr's
+    # included, which write the same); each row's backends.text names the rule it was read with.
+    version = 2
 
     def __init__(self, cfg: QualityConfig):
         super().__init__(cfg)

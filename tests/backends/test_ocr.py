@@ -94,3 +94,25 @@ def test_easyocr_the_papers_ocr_finds_a_caption_offline(dev_frames):
     frame, face = dev_frames[0]
     assert union_frac(easy.boxes(overlay(frame, "caption"), face), 512, 512) > PAPER_MAX_TEXT_FRAC
     assert easy.boxes(frame, face) == []
+
+
+def test_easyocr_lines_must_read_as_min_chars_like_rapidocrs():
+    """EasyOCR's lines follow rapidocr's rule: what the recogniser reads as fewer than ``min_chars`` letters or
+    digits (a flag's stars: "K", "**") is not text, whatever its confidence; the confidence floor still holds. The
+    reader is a stand-in that returns fixed lines, so the rule is tested without EasyOCR's weights."""
+    from human_motion.backends.ocr import EasyOcrText
+
+    def line(x0, text, conf):  # (quad, text, confidence) as easyocr.Reader.readtext gives them; 100 x 20 px
+        return [[x0, 400], [x0 + 100, 400], [x0 + 100, 420], [x0, 420]], text, conf
+
+    class Reader:
+        def readtext(self, frame):
+            return [line(0, "K", 0.95), line(110, "**", 0.9), line(220, "NEWS", 0.9), line(330, "24/7", 0.8),
+                    line(440, "TODAY", 0.1)]
+
+    easy = object.__new__(EasyOcrText)
+    easy.reader, easy.min_conf, easy.min_chars = Reader(), 0.3, 3
+    found = easy.boxes(np.zeros((512, 512, 3), np.uint8))
+    assert [b[0] for b in found] == [220.0, 330.0]  # NEWS and 24/7 (3 digits); not K, **, nor the unsure TODAY
+    easy.min_chars = 1
+    assert [b[0] for b in easy.boxes(np.zeros((512, 512, 3), np.uint8))] == [0.0, 220.0, 330.0]
