@@ -110,8 +110,8 @@ def components_from_run(path: str | pathlib.Path):
     model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
     c = load_components(model_cfg, run, seed=cfg.train.seed)
     unet_dir = adapter_dir.parent / "unet"
-    if unet_dir.is_dir() and not getattr(cfg.model, "unet", None):
-        load_unet_weights(c.unet, unet_dir)  # a run with model.train_unet: its whole UNet trained
+    if unet_dir.is_dir():  # a run with model.train_unet: its whole UNet trained, over the one it started from
+        load_unet_weights(c.unet, unet_dir)  # (the base's, or model.unet's when set: never the one measured)
     motion_dir = adapter_dir.parent / "motion_modules"
     if motion_dir.is_dir():
         from diffusers import MotionAdapter

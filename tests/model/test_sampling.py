@@ -3,6 +3,8 @@ maths as the validation sampler, and the reference-face rules of the build."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,6 +156,16 @@ def test_a_trained_unet_folder_replaces_the_base_unet(run_dir, tmp_path):
     trained = MotionCharacterPipeline.from_pretrained(run)
     name = "conv_in.weight"
     torch.testing.assert_close(trained.unet.state_dict()[name], state[name])
+    # A run that started from another run's UNet (model.unet) and trained it further: its own unet/ is what it
+    # trained, not the start (loading the start instead made every fine-tuned run look like where it began).
+    from human_motion.model.components import save_unet
+
+    save_unet(base.unet, tmp_path / "start")
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["unet"] = str(tmp_path / "start")
+    (run / "config.json").write_text(json.dumps(config))
+    continued = MotionCharacterPipeline.from_pretrained(run)
+    torch.testing.assert_close(continued.unet.state_dict()[name], state[name])
     save_file({name: state[name]}, str(run / "unet" / "diffusion_pytorch_model.safetensors"))
     with pytest.raises(ConfigError, match="do not match"):
         MotionCharacterPipeline.from_pretrained(run)
