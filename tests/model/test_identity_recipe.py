@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HEADLINE = {"identity_accuracy", "face_similarity", "nearest_other_similarity", "action_accuracy",
@@ -143,6 +144,14 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
         assert (cfg["loss"]["id_weight"] > 0) == (name in ("full", "no_id", "no_lr"))
         assert (cfg["loss"]["region_delta"] > 0) == (name in ("full", "no_id", "no_lid"))
         assert (cfg["model"]["id_scale"] > 0) == (name != "no_id")
+    # What the sweeps measure is each run's own trained UNet, not the shared start it began from.
+    from safetensors.torch import load_file
+
+    trained = load_file(str(work / "full" / "unet" / "diffusion_pytorch_model.safetensors"))
+    start_weights = load_file(str(work / "pretrain" / "unet" / "diffusion_pytorch_model.safetensors"))
+    measured = bench.load_pipeline(work / "full").unet.state_dict()
+    changed = [k for k in trained if not torch.equal(trained[k], start_weights[k])]
+    assert changed and all(torch.equal(measured[k], trained[k]) for k in changed)
     # Without ID insertion the model is blind to the reference: the same seed gives the same clip for everyone.
     blind = {}
     for r in results["models"]["no_id"]["rows"]:
