@@ -13,11 +13,11 @@ small scale on a CPU, with its Table 2 (the two losses) and Table 3 (the Motion 
    (``model/face_embedder.py``).
 3. ``hm train --config train_identity`` five times side by side on every seen person: the full model (ID
    insertion, Motion Control Module, L_R and L_id), no ID insertion (``model.id_scale=0``), no L_id
-   (``loss.id_weight=0``), no L_R (``loss.region_delta=0``), neither loss. By default from the random base; with
-   ``--pretrain-steps N`` all five start from one shared run (``train_identity`` with neither loss, N steps on
-   ``--pretrain-people`` only), as the paper's variants all start from one pretrained AnimateDiff: on two people
-   the Motion Control Module learns the actions, which from the random base on eight it did not up to 1500 steps,
-   but the shared start's two people then crowd out the others (README, "a shared start").
+   (``loss.id_weight=0``), no L_R (``loss.region_delta=0``), neither loss, all five from one shared start
+   (``train_identity`` with neither loss, ``--pretrain-steps`` on ``--pretrain-people`` only), as the paper's
+   variants all start from one pretrained AnimateDiff: on two people the Motion Control Module learns the actions,
+   which from the random base on eight it did not up to 1500 steps (``--pretrain-steps 0``: the 2026-12-06 recipe;
+   README).
 4. Each run generates people x actions x intensities x seeds through ``MotionCharacterPipeline``; the full model's
    sweep is repeated with the Motion Control Module switched off (Table 3). Every clip is measured with
    instruments outside the model (``identity_measure.py``): who it shows and its face similarity to its own
@@ -115,8 +115,8 @@ def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, who: 
              threads: int, people: list[str], id_kind: str, id_dim: int, common: list[str]) -> pathlib.Path | None:
     """The five runs' shared start: ``train_identity`` with neither loss, ``steps`` on the samples of ``who`` only
     (<work>/pretrain_keys.txt), in <work>/pretrain; None when ``steps`` is 0.
-    On two people the action branch learns in ~1000 steps; from the random base on eight it had not at 1500. The
-    UNet then draws those two people, and 500 steps on all eight did not teach it the others (README)."""
+    On two people the action branch learns in ~1000 steps; from the random base on eight it had not at 1500. From
+    this start, 1000 steps on all eight teach both who and how (README; 500 steps: action accuracy 0.58)."""
     if steps <= 0:
         return None
     keys_file = work / "pretrain_keys.txt"
@@ -258,7 +258,7 @@ def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_f
 # ------------------------------------------------------------------------------------------------------- main
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_arguments(p, "identity_control", "five models", steps=700, vae_steps=400)  # the measured run (README)
+    add_arguments(p, "identity_control", "five models", steps=1000, vae_steps=400)  # the measured run (README)
     names = list(CATALOGUE)
     p.add_argument("--people", default=",".join(names[:10]), help=f"from {', '.join(names)}")
     p.add_argument("--held-out", default="lp_d20,group_0", help="people left out of every training")
@@ -269,9 +269,9 @@ def parse(argv):
     p.add_argument("--ablation-intensities", default="0,10,20", help="asked of the other models")
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--phi-steps", type=int, default=200, help="training steps of the face embedder phi")
-    p.add_argument("--pretrain-steps", type=int, default=0,
-                   help="training steps of a shared start on --pretrain-people from which the five runs train (0: "
-                        "they start from the random base; 1000 with --steps 500 was measured, README)")
+    p.add_argument("--pretrain-steps", type=int, default=1000,
+                   help="training steps of a shared start on --pretrain-people from which the five runs train "
+                        "(1000; 0: they start from the random base, the 2026-12-06 recipe with --steps 700; README)")
     p.add_argument("--pretrain-people", default="astronaut,hopper",
                    help="seen people of the shared start (action_control's two photos)")
     p.add_argument("--embed-frames", default="0,7",
