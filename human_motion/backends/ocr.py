@@ -127,6 +127,12 @@ MAX_LINE_FRAC = 0.2  # a text line taller than this share of the frame is not an
 MIN_LINE_ASPECT = 1.4
 
 
+def reads_as_text(text: str, min_chars: int) -> bool:
+    """A recognised line is text when it holds at least ``min_chars`` letters or digits of any script (a flag's
+    stars read as "K", "KK" or "**")."""
+    return sum(c.isalnum() for c in text) >= min_chars
+
+
 def overlay_lines(boxes: list[tuple[float, ...]], side: int, face_box: np.ndarray | None) -> list[tuple[float, ...]]:
     """Detected text that can be an overlay: a line more than MIN_LINE_ASPECT times as wide as it is tall (an
     earring, a flag's stars were not), no taller than MAX_LINE_FRAC of the frame, and not a line that lies inside
@@ -189,7 +195,7 @@ class RapidOcrText:
             return []
         texts = getattr(out, "txts", None) or [""] * len(found)
         boxes = [(*np.asarray(q, np.float32).min(0), *np.asarray(q, np.float32).max(0))
-                 for q, text in zip(found, texts) if sum(c.isalnum() for c in text) >= self.min_chars]
+                 for q, text in zip(found, texts) if reads_as_text(text, self.min_chars)]
         return overlay_lines(boxes, frame.shape[0], face_box)
 
 
@@ -218,7 +224,7 @@ class EasyOcrText:
     def boxes(self, frame: np.ndarray, face_box: np.ndarray | None = None) -> list[tuple[float, ...]]:
         out = []
         for pts, text, conf in self.reader.readtext(frame):
-            if conf >= self.min_conf and sum(c.isalnum() for c in text) >= self.min_chars:
+            if conf >= self.min_conf and reads_as_text(text, self.min_chars):
                 pts = np.asarray(pts, np.float32)
                 out.append((*pts.min(0), *pts.max(0)))
         return overlay_lines(out, frame.shape[0], face_box)

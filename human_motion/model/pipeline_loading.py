@@ -107,11 +107,14 @@ def components_from_run(path: str | pathlib.Path):
     run, adapter_dir = find_run_dir(path)
     data = json.loads((run / "config.json").read_text())
     cfg = _build(TrainConfig, data)
-    model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir))
-    c = load_components(model_cfg, run, seed=cfg.train.seed)
+    # A run with model.train_unet saved its whole trained UNet in unet/: that replaces the UNet it started from
+    # (the base's, or model.unet's, which is then not read at all).
     unet_dir = adapter_dir.parent / "unet"
-    if unet_dir.is_dir():  # a run with model.train_unet: its whole UNet trained, over the one it started from
-        load_unet_weights(c.unet, unet_dir)  # (the base's, or model.unet's when set: never the one measured)
+    trained_unet = unet_dir.is_dir()
+    model_cfg = dataclasses.replace(cfg.model, adapter=str(adapter_dir), unet=None if trained_unet else cfg.model.unet)
+    c = load_components(model_cfg, run, seed=cfg.train.seed)
+    if trained_unet:
+        load_unet_weights(c.unet, unet_dir)
     motion_dir = adapter_dir.parent / "motion_modules"
     if motion_dir.is_dir():
         from diffusers import MotionAdapter
