@@ -21,6 +21,11 @@ MIN_ASKED_FOR_KIND = 5.0
 PAPER = {"face_similarity": 0.609, "dynamic_degree": 0.449, "l_id_face_similarity_gain": 0.104,
          "l_r_dynamic_degree_gain": 0.064, "l_r_dover_gain": 0.059}
 TABLE2 = {"neither": "no loss", "no_lr": "L_id", "no_lid": "L_R", "full": "L_id + L_R (full)"}
+# Each loss's effect: the model with it minus the same model without it, on the clips both made.
+EFFECTS = {"L_id on face similarity, with L_R (full - no_lid)": ("full", "no_lid", "own_sim"),
+           "L_id on face similarity, without L_R (no_lr - neither)": ("no_lr", "neither", "own_sim"),
+           "L_R on face-region motion, with L_id (full - no_lr)": ("full", "no_lr", "face_motion"),
+           "L_R on face-region motion, without L_id (no_lid - neither)": ("no_lid", "neither", "face_motion")}
 
 
 def _identify(rows: list[dict], people: list[str], seen: list[str]) -> None:
@@ -124,23 +129,30 @@ def headline(summary: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- comparisons
-def paired(results: dict, a: str, b: str, field: str) -> dict | None:
-    """Mean of ``field`` in model a minus model b over the clips both made (same person, action, intensity, seed)."""
+def _pairs(results: dict, a: str, b: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """``field`` of model a and of model b on the clips both made (same person, action, intensity, seed)."""
     def by_key(name):
         return {(r["person"], r["action"], r["asked"], r["seed"]): r[field]
                 for r in results["models"][name]["rows"] if r[field] is not None}
 
     ra, rb = by_key(a), by_key(b)
     common = sorted(set(ra) & set(rb))
-    if not common:
-        return None
-    return paired_bootstrap(np.array([ra[k] for k in common]), np.array([rb[k] for k in common]))
+    return np.array([ra[k] for k in common], np.float64), np.array([rb[k] for k in common], np.float64)
+
+
+def paired(results: dict, a: str, b: str, field: str) -> dict | None:
+    """Mean of ``field`` in model a minus model b over the clips both made, with its 95% bootstrap interval."""
+    va, vb = _pairs(results, a, b, field)
+    return paired_bootstrap(va, vb) if len(va) else None
 
 
 def subset_summary(results: dict, name: str) -> dict:
-    """The model's summary on the clips every ablation has (seen people, the ablation seeds), so rows compare."""
-    seeds = {r["seed"] for r in results["models"]["neither"]["rows"]}
-    rows = [dict(r) for r in results["models"][name]["rows"] if r["person"] in results["seen"] and r["seed"] in seeds]
+    """The model's summary on the clips every ablation has (seen people, the ablation seeds and asked intensities),
+    so rows compare: the full model's sweep also asks 5 and 15, which would otherwise weigh in its row alone."""
+    ablation = results["models"]["neither"]["rows"]
+    seeds, asked = {r["seed"] for r in ablation}, {r["asked"] for r in ablation}
+    rows = [dict(r) for r in results["models"][name]["rows"]
+            if r["person"] in results["seen"] and r["seed"] in seeds and r["asked"] in asked]
     return summarise(rows, results["people"], results["seen"])
 
 
@@ -182,11 +194,7 @@ def aims(results: dict) -> list[dict]:
     ]
     if "pixel" in full and "pixel" in no_id:
         out += identity_aims(full["pixel"]["identity_seen"], no_id["pixel"]["identity_seen"], n_seen, " (pixels)")
-    effects = {"L_id on face similarity, with L_R (full - no_lid)": ("full", "no_lid", "own_sim"),
-               "L_id on face similarity, without L_R (no_lr - neither)": ("no_lr", "neither", "own_sim"),
-               "L_R on face-region motion, with L_id (full - no_lr)": ("full", "no_lr", "face_motion"),
-               "L_R on face-region motion, without L_id (no_lid - neither)": ("no_lid", "neither", "face_motion")}
-    for label, (a, b, field) in effects.items():
+    for label, (a, b, field) in EFFECTS.items():
         out.append({"aim": f"reported: {label}", "value": paired(results, a, b, field), "met": None})
     return out
 
@@ -199,14 +207,13 @@ def print_tables(results: dict) -> None:
     print("\nTable 2 at this scale (seen people, the ablation seeds; paper: adding L_id alone raised face similarity "
           f"by {PAPER['l_id_face_similarity_gain']}, adding L_R alone dynamic degree by "
           f"{PAPER['l_r_dynamic_degree_gain']})")
-    print("| losses | identity accuracy | face similarity | intensity Spearman | MAE | face-region motion |")
-    for name, label in TABLE2.items():
+    print("| losses | identity accuracy | face similarity | action accuracy | intensity Spearman | MAE | "
+          "face-region motion |")
+    for name, label in [*TABLE2.items(), ("no_id", "(no ID insertion)")]:
         h = headline(subset_summary(results, name))
         print(f"| {label} | {_fmt(h['identity_accuracy'])} | {_fmt(h['face_similarity'])} | "
-              f"{_fmt(h['intensity_spearman'])} | {_fmt(h['intensity_mae'], 2)} | {_fmt(h['face_motion'], 2)} |")
-    h = headline(subset_summary(results, "no_id"))
-    print(f"| (no ID insertion) | {_fmt(h['identity_accuracy'])} | {_fmt(h['face_similarity'])} | "
-          f"{_fmt(h['intensity_spearman'])} | {_fmt(h['intensity_mae'], 2)} | {_fmt(h['face_motion'], 2)} |")
+              f"{_fmt(h['action_accuracy'])} | {_fmt(h['intensity_spearman'])} | {_fmt(h['intensity_mae'], 2)} | "
+              f"{_fmt(h['face_motion'], 2)} |")
     print("\nTable 3 at this scale (the full model's weights, the Motion Control Module on and off)")
     print("| model | identity accuracy | face similarity | action accuracy | intensity Spearman | MAE |")
     for name, label in (("full", "with the module"), ("no_mcm", "without (alpha = beta = 0)")):
@@ -239,3 +246,82 @@ def print_tables(results: dict) -> None:
         elif isinstance(value, float):
             value = f"{value:.3f}"
         print(f"  [{state}] {a['aim']}: {value}")
+
+
+# ------------------------------------------------------------------------------------------ across training seeds
+def across_training_seeds(replicates: dict[str, dict]) -> dict:
+    """The recipe run more than once, each run differing only in the training seed of its five runs (``--train-set
+    train.seed=N`` in a work folder that shares the build, base, phi and shared start): per replicate, each model's
+    headline on the ablations' clips (Table 2's subset) and the full model's own; each loss effect per replicate
+    and pooled (clips pair within their replicate; the interval resamples clips, so the spread between replicates
+    is what says whether an effect outlives the training seed)."""
+    out = {"models": {}, "full": {}, "effects": {}}
+    for tag, results in replicates.items():
+        out["full"][tag] = headline(summarise([dict(r) for r in results["models"]["full"]["rows"]],
+                                              results["people"], results["seen"]))
+        for name in [*TABLE2, "no_id"]:
+            out["models"].setdefault(name, {})[tag] = headline(subset_summary(results, name))
+    for label, (a, b, field) in EFFECTS.items():
+        pairs = [_pairs(results, a, b, field) for results in replicates.values()]
+        per = {tag: paired_bootstrap(va, vb) if len(va) else None for tag, (va, vb) in zip(replicates, pairs)}
+        va, vb = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        out["effects"][label] = {"per_replicate": per, "pooled": paired_bootstrap(va, vb) if len(va) else None}
+    return out
+
+
+def print_across_training_seeds(summary: dict) -> None:
+    def effect(v):
+        return "-" if v is None else f"{v['mean']:+.4f} ({v['ci95'][0]:+.4f} to {v['ci95'][1]:+.4f}, n={v['n']})"
+
+    tags = list(summary["full"])
+    print(f"\nAcross training seeds ({', '.join(tags)}): the full model on all its clips")
+    print("| replicate | action accuracy | intensity Spearman (worst person) | MAE | identity accuracy (dlib) |")
+    for tag, h in summary["full"].items():
+        print(f"| {tag} | {_fmt(h['action_accuracy'])} | {_fmt(h['intensity_spearman'])} "
+              f"({_fmt(h['intensity_spearman_min_person'])}) | {_fmt(h['intensity_mae'], 2)} | "
+              f"{_fmt(h['identity_accuracy'])} |")
+    print("\nEach model on the ablations' clips: action accuracy / intensity Spearman / face similarity (dlib) / "
+          "face-region motion, per replicate")
+    for name, per in summary["models"].items():
+        cells = "; ".join(f"{tag}: {_fmt(h['action_accuracy'])} / {_fmt(h['intensity_spearman'])} / "
+                          f"{_fmt(h['face_similarity'])} / {_fmt(h['face_motion'], 2)}" for tag, h in per.items())
+        print(f"  {TABLE2.get(name, name)}: {cells}")
+    print("\nLoss effects (mean difference, 95% bootstrap interval over clips) per replicate and pooled")
+    for label, e in summary["effects"].items():
+        cells = "; ".join(f"{tag}: {effect(v)}" for tag, v in e["per_replicate"].items())
+        print(f"  {label}: {cells}; pooled {effect(e['pooled'])}")
+
+
+def main(argv=None) -> int:
+    """Re-reads finished runs: ``python benchmarks/identity_report.py WORK/results.json [WORK2/results.json ...]``
+    prints each run's tables and aims with this file's code, and, given several (the same recipe with another
+    ``--train-set train.seed=N``), the comparison across training seeds."""
+    import argparse
+    import json
+    import pathlib
+
+    p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    p.add_argument("results", nargs="+", type=pathlib.Path, help="results.json of identity_control.py runs")
+    args = p.parse_args(argv)
+    replicates = {}
+    for path in args.results:
+        try:
+            results = json.loads(path.read_text())
+            results["models"]["full"]["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}: not a results.json of identity_control.py with its rows ({e!r}); give the "
+                             "one a run writes in its --work") from None
+        results["aims"] = aims(results)
+        print(f"\n== {path}")
+        print_tables(results)
+        tag = path.parent.name or str(path)
+        replicates[tag if tag not in replicates else f"{tag} ({len(replicates) + 1})"] = results
+    if len(replicates) > 1:
+        print_across_training_seeds(across_training_seeds(replicates))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -74,6 +74,58 @@ def test_a_model_blind_to_identity_is_exactly_at_chance_and_the_aim_says_so():
     assert effect["mean"] == 0 and effect["n"] == len(good)
 
 
+def test_tables_compare_the_full_model_on_the_ablations_clips_only():
+    """The full model's sweep asks more intensities (5, 15) and seeds than the ablations; its row in Tables 2 and 3
+    is read on the clips the ablations have, or its misses at asked 5 would count against it alone."""
+    report = load("identity_report")
+    sims = {p: [0.95 if q == p else 0.5 for q in PEOPLE] for p in PEOPLE}
+    ablation = [row(p, sims[p], asked=v, action=k) for p in SEEN for v in (0.0, 20.0) for k in ("horizontal", "zoom")]
+    full = ablation + [row(p, sims[p], asked=5.0, action=k, found="still") for p in SEEN
+                       for k in ("horizontal", "zoom")] + [row(p, sims[p], asked=20.0, seed=1, found="zoom")
+                                                           for p in SEEN]
+    results = {"people": PEOPLE, "seen": SEEN, "models": {"full": {"rows": full}, "neither": {"rows": ablation}}}
+    whole = report.headline(report.summarise([dict(r) for r in full], PEOPLE, SEEN))
+    assert whole["action_accuracy"] < 0.5  # every asked-5 clip and the seed-1 clips read wrong
+    subset = report.subset_summary(results, "full")
+    assert subset["n"] == len(ablation)
+    assert report.headline(subset)["action_accuracy"] == 1.0
+
+
+def test_loss_effects_across_training_seeds_pair_clips_within_each_replicate_and_pool(tmp_path, capsys):
+    """Two runs of the recipe that differ in the training seed: each loss effect per replicate and pooled, and the
+    command that re-reads finished runs prints both and refuses a file without rows."""
+    report = load("identity_report")
+    sims = {p: [0.95 if q == p else 0.5 for q in PEOPLE] for p in PEOPLE}
+
+    def replicate(gain):
+        base = [row(p, sims[p], asked=v, action=k) for p in SEEN for v in (0.0, 20.0) for k in ("horizontal", "zoom")]
+        models = {name: [dict(r) for r in base] for name in ("no_mcm", "no_id", "no_lid", "no_lr", "neither")}
+        models["full"] = [{**r, "face_motion": r["face_motion"] + gain} for r in base]
+        results = {"people": PEOPLE, "seen": SEEN, "models": {}}
+        for name, rows in models.items():
+            results["models"][name] = {**report.summarise(rows, PEOPLE, SEEN), "rows": rows}
+        return results
+
+    summary = report.across_training_seeds({"seed0": replicate(1.0), "seed1": replicate(3.0)})
+    effect = summary["effects"]["L_R on face-region motion, with L_id (full - no_lr)"]
+    assert effect["per_replicate"]["seed0"]["mean"] == pytest.approx(1.0)
+    assert effect["per_replicate"]["seed1"]["mean"] == pytest.approx(3.0)
+    assert effect["pooled"]["mean"] == pytest.approx(2.0) and effect["pooled"]["n"] == 24
+    assert summary["effects"]["L_R on face-region motion, without L_id (no_lid - neither)"]["pooled"]["mean"] == 0
+    assert summary["models"]["full"]["seed1"]["face_motion"] == pytest.approx(4.0)
+    paths = []
+    for tag, gain in (("w0", 1.0), ("w1", 3.0)):
+        (tmp_path / tag).mkdir()
+        paths.append(tmp_path / tag / "results.json")
+        paths[-1].write_text(json.dumps(replicate(gain)))
+    assert report.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr().out
+    assert "Across training seeds (w0, w1)" in out and "pooled +2.0000" in out and out.count("Table 2") == 2
+    (tmp_path / "bare.json").write_text(json.dumps({"models": {}}))
+    with pytest.raises(SystemExit, match="bare.json: not a results.json of identity_control.py with its rows"):
+        report.main([str(tmp_path / "bare.json")])
+
+
 def test_intervals():
     measure = load("identity_measure")
     lo, hi = measure.binomial_chance_interval(160, 1 / 8)
