@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import sys
 import time
 
@@ -49,7 +50,8 @@ import torch
 from action_control import ACTIONS, MIN_KIND_PX, demo_options
 from identity_measure import IdentityInstrument, PixelIdentity, face_region_motion
 from identity_people import CATALOGUE, gather
-from identity_report import aims, headline, print_tables, summarise
+from identity_report import (across_training_seeds, aims, headline, print_across_training_seeds, print_tables,
+                             summarise)
 from motion_recipe import (NUM_FRAMES, OUT_PX, RES, ROOT, UNIT, add_arguments, build_shards, cpu_seconds, dis,
                            generate_batch, id_kind_of, load_pipeline, log, measure, shard_samples, start, train_runs,
                            val_loss_first_last, vae_round_trip, write_base)
@@ -124,6 +126,42 @@ def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, who: 
     extra = [f"data.keys_file={keys_file}", "loss.id_weight=0", "loss.region_delta=0"]  # after common: they win
     return train_runs(work, {"pretrain": extra}, shards, base, "train_identity", steps, threads, id_kind, id_dim,
                       common)["pretrain"]
+
+
+# ---------------------------------------------------------------------------------------------------- replicates
+SHARED = ("shards", "base", "phi", "pretrain", "people")  # what a replicate takes from the run it repeats
+SAME = ("people", "held_out", "phi_steps", "pretrain_steps", "pretrain_people")  # and what must therefore match
+
+
+def share_start(work: pathlib.Path, source: pathlib.Path, settings: dict, train_set: list[str]) -> dict:
+    """``--replicate-of SOURCE``: a finished run's build, base, phi and shared start, linked into ``work`` (its
+    measurements of the training clips copied), so that only the five runs train again, with the training seed of
+    ``--train-set train.seed=N``. Returns SOURCE's results (to compare with). Refuses, before anything is built, a
+    source that has not finished, one whose people or shared start differ, and a replicate with no new seed."""
+    source = source.resolve()
+    if source == work:
+        raise SystemExit(f"--replicate-of {source}: that is this run's own --work; give another --work")
+    try:
+        done = json.loads((source / "results.json").read_text())
+        differ = [k for k in SAME if done[k] != settings[k]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--replicate-of {source}: no finished identity_control run there ({e.__class__.__name__}); "
+                         f"run it with --work {source} first") from None
+    if differ:
+        raise SystemExit(f"--replicate-of {source}: its {', '.join(differ)} differ from this run's; a replicate "
+                         "repeats them and changes only the training seed")
+    if not any(s.startswith("train.seed=") for s in train_set):
+        raise SystemExit(f"--replicate-of {source}: give the five runs another seed (--train-set train.seed=N), or "
+                         "they repeat those of the source")
+    for name in SHARED:
+        if (source / name).exists() and not (work / name).exists():
+            (work / name).symlink_to(source / name, target_is_directory=True)
+    (work / "sweeps").mkdir(exist_ok=True)
+    for name in ("bank.npz", "ceiling.json"):
+        if (source / "sweeps" / name).is_file() and not (work / "sweeps" / name).exists():
+            shutil.copy2(source / "sweeps" / name, work / "sweeps" / name)
+    log(f"replicate of {source}: sharing its {', '.join(SHARED)}")
+    return done
 
 
 # ---------------------------------------------------------------------------------------------------- measurement
@@ -277,8 +315,13 @@ def parse(argv):
     p.add_argument("--embed-frames", default="0,7",
                    help="frames of each clip embedded for identity (the two ends of its sweep; dlib's ResNet costs "
                         "0.15-0.3 s a face on this CPU)")
-    p.add_argument("--pictures", default=str(ROOT / "benchmarks" / "identity_control"),
-                   help="PREFIX.png (plots, people as rows); the frames grid goes to <work>")
+    p.add_argument("--pictures", default=None,
+                   help="PREFIX.png (plots, people as rows; default benchmarks/identity_control, or <work>/"
+                        "identity_control for a replicate); the frames grid goes to <work>")
+    p.add_argument("--replicate-of", type=pathlib.Path, metavar="WORK",
+                   help="repeat the finished run in WORK with another training seed of the five runs (give "
+                        "--train-set train.seed=N): its build, base, phi and shared start are shared, and the "
+                        "loss effects are compared across the two (README)")
     # 15 DDIM steps, not the 25 of action_control: ~900 clips to generate (README, identity control: what it cost).
     p.set_defaults(sample_steps=15)
     return p.parse_args(argv)
@@ -297,6 +340,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"--pretrain-people {args.pretrain_people}: each must be one of the seen people "
                          f"({','.join(seen)})")
     embed_frames = [int(v) for v in args.embed_frames.split(",")]
+    settings = {"people": people, "held_out": held_out, "phi_steps": args.phi_steps,
+                "pretrain_steps": args.pretrain_steps, "pretrain_people": pretrain_people}
+    source = share_start(work, args.replicate_of, settings, args.train_set) if args.replicate_of else None
+    if args.pictures is None:
+        args.pictures = str(work / "identity_control" if source else ROOT / "benchmarks" / "identity_control")
 
     t0 = time.time()
     options = demo_options([float(v) for v in args.levels.split(",")], people)
@@ -379,6 +427,9 @@ def main(argv=None) -> int:
     plot(results, pathlib.Path(args.pictures).with_suffix(".png"))
     frames_grid(clips["full"], refs, people, held_out, work / "identity_control_frames.png")
     print_tables(results)
+    if source is not None:
+        print_across_training_seeds(across_training_seeds({args.replicate_of.resolve().name: source,
+                                                           work.name: results}))
     line = {"full": results["models"]["full"]["headline"],
             **{name: results["models"][name]["headline"] for name in results["models"] if name != "full"},
             "aims_met": {a["aim"]: a["met"] for a in results["aims"]},

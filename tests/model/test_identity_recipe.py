@@ -160,6 +160,33 @@ def test_the_shared_start_must_train_on_seen_people_only(tmp_path):
     assert not (tmp_path / "w" / "shards").exists()
 
 
+def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(tmp_path):
+    """--replicate-of: the source's build, base, phi and shared start are linked (the training-clip measurements
+    copied) when the people and shared start match and a new training seed is given; otherwise one line says why."""
+    bench = load("identity_control")
+    source, work = tmp_path / "first", tmp_path / "second"
+    settings = {"people": ["a", "b", "c"], "held_out": ["c"], "phi_steps": 200, "pretrain_steps": 1000,
+                "pretrain_people": ["a", "b"]}
+    seed = ["train.seed=1"]
+    work.mkdir()
+    with pytest.raises(SystemExit, match="first: no finished identity_control run there .* --work .*first first"):
+        bench.share_start(work, source, settings, seed)
+    for name in ("shards", "base", "phi", "pretrain", "people", "sweeps"):
+        (source / name).mkdir(parents=True)
+    (source / "sweeps" / "ceiling.json").write_text("[]")
+    (source / "results.json").write_text(json.dumps({**settings, "models": {}}))
+    with pytest.raises(SystemExit, match="its held_out, pretrain_steps differ from this run's"):
+        bench.share_start(work, source, {**settings, "held_out": ["b"], "pretrain_steps": 0}, seed)
+    with pytest.raises(SystemExit, match="give the five runs another seed"):
+        bench.share_start(work, source, settings, [])
+    with pytest.raises(SystemExit, match="this run's own --work"):
+        bench.share_start(source, source, settings, seed)
+    assert not any(work.iterdir())
+    assert bench.share_start(work, source, settings, seed)["people"] == ["a", "b", "c"]
+    assert all((work / n).is_symlink() and (work / n).resolve() == source / n for n in bench.SHARED)
+    assert (work / "sweeps" / "ceiling.json").read_text() == "[]" and not (work / "sweeps").is_symlink()
+
+
 @pytest.mark.slow
 def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     bench = load("identity_control")
