@@ -246,6 +246,21 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     from human_motion.model.components import load_face_embedder
 
     assert load_face_embedder(str(work / "phi")) is not None
+    # A replicate: the five runs again with another training seed from the same build, base, phi and shared start,
+    # its picture in its own work folder, and the loss effects compared across the two.
+    again = tmp_path / "again"
+    assert bench.main(["--work", str(again), "--replicate-of", str(work), "--train-set", "train.seed=1", "--steps", "2",
+                       "--vae-steps", "2", "--phi-steps", "2", "--pretrain-steps", "2", "--people",
+                       "astronaut,hopper,group_2", "--held-out", "group_2", "--levels", "0,20", "--intensities",
+                       "0,20", "--ablation-intensities", "0,20", "--seeds", "0", "--ablation-seeds", "0",
+                       "--sample-steps", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Across training seeds (work, again)" in out and "pooled" in out
+    assert all((again / name).is_symlink() for name in bench.SHARED)
+    for name in bench.VARIANTS:
+        cfg = json.loads((again / name / "config.json").read_text())
+        assert cfg["train"]["seed"] == 1 and cfg["model"]["unet"] == str(again / "pretrain" / "unet")
+    assert (again / "identity_control.png").is_file()
 
 
 def test_tables_aims_and_pictures_from_synthetic_results(tmp_path, capsys):
