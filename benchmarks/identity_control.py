@@ -150,9 +150,14 @@ def share_start(work: pathlib.Path, source: pathlib.Path, settings: dict, train_
     if differ:
         raise SystemExit(f"--replicate-of {source}: its {', '.join(differ)} differ from this run's; a replicate "
                          "repeats them and changes only the training seed")
-    if not any(s.startswith("train.seed=") for s in train_set):
-        raise SystemExit(f"--replicate-of {source}: give the five runs another seed (--train-set train.seed=N), or "
-                         "they repeat those of the source")
+    seeds = [s.split("=", 1)[1].strip() for s in train_set if s.startswith("train.seed=")]
+    try:
+        first = str(json.loads((source / "full" / "config.json").read_text())["train"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        first = None
+    if not seeds or seeds[-1] == first:
+        raise SystemExit(f"--replicate-of {source}: give the five runs another seed (--train-set train.seed=N, not "
+                         f"{first}), or they repeat those of the source")
     for name in SHARED:
         if (source / name).exists() and not (work / name).exists():
             (work / name).symlink_to(source / name, target_is_directory=True)
@@ -428,8 +433,9 @@ def main(argv=None) -> int:
     frames_grid(clips["full"], refs, people, held_out, work / "identity_control_frames.png")
     print_tables(results)
     if source is not None:
-        print_across_training_seeds(across_training_seeds({args.replicate_of.resolve().name: source,
-                                                           work.name: results}))
+        tags = [args.replicate_of.resolve().name, work.name]
+        tags = tags if tags[0] != tags[1] else [str(args.replicate_of.resolve()), str(work)]
+        print_across_training_seeds(across_training_seeds(dict(zip(tags, (source, results)))))
     line = {"full": results["models"]["full"]["headline"],
             **{name: results["models"][name]["headline"] for name in results["models"] if name != "full"},
             "aims_met": {a["aim"]: a["met"] for a in results["aims"]},

@@ -179,6 +179,11 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
         bench.share_start(work, source, {**settings, "held_out": ["b"], "pretrain_steps": 0}, seed)
     with pytest.raises(SystemExit, match="give the five runs another seed"):
         bench.share_start(work, source, settings, [])
+    (source / "full").mkdir()
+    (source / "full" / "config.json").write_text(json.dumps({"train": {"seed": 1}}))
+    with pytest.raises(SystemExit, match=r"another seed \(--train-set train.seed=N, not 1\)"):
+        bench.share_start(work, source, settings, seed)
+    (source / "full" / "config.json").write_text(json.dumps({"train": {"seed": 0}}))
     with pytest.raises(SystemExit, match="this run's own --work"):
         bench.share_start(source, source, settings, seed)
     assert not any(work.iterdir())
