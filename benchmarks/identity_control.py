@@ -260,6 +260,16 @@ def sweep(pipe, refs: dict[str, np.ndarray], people: list[str], intensities: lis
     return rows, clips
 
 
+def sweep_key(run: pathlib.Path, people: list[str], seeds: list[int], intensities: list[float], steps: int,
+              guidance: float, embed_frames: list[int]) -> dict:
+    """What a cached sweep depends on: the asks and sampling settings, and the run's weights by each file's name,
+    size and modification time (a run trained again in the same folder is measured again)."""
+    weights = [[str(f.relative_to(run)), f.stat().st_size, f.stat().st_mtime_ns]
+               for part in ("unet", "adapter") for f in sorted((run / part).glob("*.safetensors"))]
+    return {"run": str(run), "weights": weights, "people": people, "seeds": seeds, "intensities": intensities,
+            "steps": steps, "guidance": guidance, "embed_frames": embed_frames}
+
+
 def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_frames, timings):
     """Each model's sweep: the full model on everyone with ``--seeds`` and ``--intensities``; the same weights with
     the Motion Control Module off, and the ablations, on the seen people with ``--ablation-seeds`` and
@@ -276,8 +286,7 @@ def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_f
         t0 = time.time()
         # A finished sweep is kept (its rows, and the full model's clips for the picture): a run stopped later, or
         # one that only changes the report, does not generate again. The key names everything the sweep depends on.
-        key = {"run": str(runs[run]), "people": who, "seeds": which, "intensities": intensities,
-               "steps": args.sample_steps, "guidance": args.guidance, "embed_frames": embed_frames}
+        key = sweep_key(runs[run], who, which, intensities, args.sample_steps, args.guidance, embed_frames)
         done = work / "sweeps" / f"{name}.json"
         if done.exists() and json.loads(done.read_text())["key"] == key:
             rows[name] = json.loads(done.read_text())["rows"]

@@ -192,6 +192,24 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
     assert (work / "sweeps" / "ceiling.json").read_text() == "[]" and not (work / "sweeps").is_symlink()
 
 
+def test_a_cached_sweep_is_keyed_by_the_run_weights(tmp_path):
+    """A run trained again in the same folder (new weight files) must be measured again, not read from the cache."""
+    bench = load("identity_control")
+    run = tmp_path / "full"
+    for part in ("unet", "adapter"):
+        (run / part).mkdir(parents=True)
+        (run / part / "diffusion_pytorch_model.safetensors").write_bytes(b"x" * 10)
+    ask = (["a", "b"], [0], [0.0, 20.0], 15, 2.0, [0, 7])
+    key = bench.sweep_key(run, *ask)
+    assert json.loads(json.dumps(key)) == bench.sweep_key(run, *ask)  # as the cache stores and compares it
+    assert [w[0] for w in key["weights"]] == ["unet/diffusion_pytorch_model.safetensors",
+                                              "adapter/diffusion_pytorch_model.safetensors"]
+    weights = run / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"y" * 11)
+    assert bench.sweep_key(run, *ask) != key
+    assert bench.sweep_key(run, ["a", "b"], [0], [0.0, 20.0], 25, 2.0, [0, 7]) != bench.sweep_key(run, *ask)
+
+
 @pytest.mark.slow
 def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     bench = load("identity_control")
