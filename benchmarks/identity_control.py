@@ -51,7 +51,7 @@ from action_control import ACTIONS, MIN_KIND_PX, demo_options
 from identity_measure import IdentityInstrument, PixelIdentity, face_region_motion
 from identity_people import CATALOGUE, gather
 from identity_report import (across_training_seeds, aims, headline, print_across_training_seeds, print_tables,
-                             summarise)
+                             replicate_names, summarise)
 from motion_recipe import (NUM_FRAMES, OUT_PX, RES, ROOT, UNIT, add_arguments, build_shards, cpu_seconds, dis,
                            generate_batch, id_kind_of, load_pipeline, log, measure, shard_samples, start, train_runs,
                            val_loss_first_last, vae_round_trip, write_base)
@@ -442,9 +442,8 @@ def main(argv=None) -> int:
     frames_grid(clips["full"], refs, people, held_out, work / "identity_control_frames.png")
     print_tables(results)
     if source is not None:
-        tags = [args.replicate_of.resolve().name, work.name]
-        tags = tags if tags[0] != tags[1] else [str(args.replicate_of.resolve()), str(work)]
-        print_across_training_seeds(across_training_seeds(dict(zip(tags, (source, results)))))
+        names = replicate_names([args.replicate_of.resolve(), work])
+        print_across_training_seeds(across_training_seeds(dict(zip(names, (source, results)))))
     line = {"full": results["models"]["full"]["headline"],
             **{name: results["models"][name]["headline"] for name in results["models"] if name != "full"},
             "aims_met": {a["aim"]: a["met"] for a in results["aims"]},

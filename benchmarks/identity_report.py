@@ -9,6 +9,8 @@ seen person's.
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 
 from identity_measure import binomial_chance_interval, paired_bootstrap, wilson_interval
@@ -249,6 +251,13 @@ def print_tables(results: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ across training seeds
+def replicate_names(works: list) -> list[str]:
+    """What the comparison calls each replicate: its work folder's name, or, where two names clash, its numbered
+    path."""
+    names = [pathlib.Path(w).name for w in works]
+    return names if len(set(names)) == len(names) else [f"{i + 1}: {w}" for i, w in enumerate(works)]
+
+
 def across_training_seeds(replicates: dict[str, dict]) -> dict:
     """The recipe run more than once, each run differing only in the training seed of its five runs (``--train-set
     train.seed=N`` in a work folder that shares the build, base, phi and shared start): per replicate, each model's
@@ -298,12 +307,11 @@ def main(argv=None) -> int:
     ``--train-set train.seed=N``), the comparison across training seeds."""
     import argparse
     import json
-    import pathlib
 
     p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
     p.add_argument("results", nargs="+", type=pathlib.Path, help="results.json of identity_control.py runs")
     args = p.parse_args(argv)
-    replicates = {}
+    replicates = []
     for path in args.results:
         try:
             results = json.loads(path.read_text())
@@ -314,10 +322,10 @@ def main(argv=None) -> int:
         results["aims"] = aims(results)
         print(f"\n== {path}")
         print_tables(results)
-        tag = path.parent.name or str(path)
-        replicates[tag if tag not in replicates else f"{tag} ({len(replicates) + 1})"] = results
+        replicates.append(results)
     if len(replicates) > 1:
-        print_across_training_seeds(across_training_seeds(replicates))
+        names = replicate_names([path.resolve().parent for path in args.results])
+        print_across_training_seeds(across_training_seeds(dict(zip(names, replicates))))
     return 0
 
 

@@ -121,6 +121,8 @@ def test_loss_effects_across_training_seeds_pair_clips_within_each_replicate_and
     assert report.main([str(p) for p in paths]) == 0
     out = capsys.readouterr().out
     assert "Across training seeds (w0, w1)" in out and "pooled +2.0000" in out and out.count("Table 2") == 2
+    assert report.replicate_names([tmp_path / "a" / "w", tmp_path / "b" / "w"]) == [f"1: {tmp_path / 'a' / 'w'}",
+                                                                                   f"2: {tmp_path / 'b' / 'w'}"]
     (tmp_path / "bare.json").write_text(json.dumps({"models": {}}))
     with pytest.raises(SystemExit, match="bare.json: not a results.json of identity_control.py with its rows"):
         report.main([str(tmp_path / "bare.json")])
