@@ -82,11 +82,19 @@ def _load_npy(data: bytes) -> np.ndarray:
 
 
 def _decode_mp4(data: bytes, max_frames: int | None = None) -> np.ndarray:
+    """The first ``max_frames`` frames (all when None) as (n, H, W, 3) uint8 RGB. One FFmpeg thread: the loader
+    already decodes samples side by side (``SlotDataset``), and FFmpeg's own threads, started for every clip opened,
+    cost more than a short clip takes to decode (a 128-px shard clip: 94 -> 17 ms for the 8 frames a step uses, the
+    same pixels; benchmarks/README.md)."""
     import av
 
     with av.open(io.BytesIO(data)) as container:
+        if not container.streams.video:
+            raise BadSample("decode_failed", "no video stream in mp4")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
         frames = [f.to_ndarray(format="rgb24")
-                  for f in itertools.islice(container.decode(video=0), max_frames)]
+                  for f in itertools.islice(container.decode(stream), max_frames)]
     if not frames:
         raise BadSample("decode_failed", "no frames in mp4")
     return np.stack(frames)  # (n, H, W, 3)
@@ -155,7 +163,7 @@ def decode_sample(raw: dict, cfg: DataConfig, model: ModelConfig, rng: np.random
         image = _decode_image(raw["jpg"]) if "jpg" in raw else _decode_mp4(raw["mp4"], max_frames=1)[0]
         frames = np.repeat(image[None], n, axis=0)
     else:
-        frames = _decode_mp4(raw["mp4"])
+        frames = _decode_mp4(raw["mp4"], max_frames=n)  # the window is the clip's first n frames
         if len(frames) < n:
             raise BadSample("too_few_frames", f"{meta.get('key')}: {len(frames)} < {n}")
     picked = np.arange(0, n, cfg.frame_stride)

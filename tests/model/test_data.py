@@ -168,3 +168,30 @@ def test_weights_file_draws_samples_in_proportion(shards, tmp_path, fmt):
     bad.write_text(f"{keys[0]}\tmany\n")
     with pytest.raises(ConfigError, match="not a number"):
         get_dataset(data_cfg(keys_file=str(bad)), tiny_model_config(), str(shards), seed=0)
+
+
+def test_mp4_decoding_reads_the_window_only_and_refuses_a_file_without_video(tmp_path):
+    import io
+
+    import av
+    import numpy as np
+
+    from human_motion.media import encode_mp4
+    from human_motion.model.data import BadSample, _decode_mp4
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    data = encode_mp4(frames, fps=4)
+    everything = _decode_mp4(data)
+    assert everything.shape == (12, 32, 32, 3)
+    assert np.array_equal(_decode_mp4(data, max_frames=5), everything[:5])  # the same pixels, fewer frames
+
+    buf = io.BytesIO()  # an mp4 with an audio track and no video
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    with pytest.raises(BadSample, match="no video stream"):
+        _decode_mp4(buf.getvalue())
