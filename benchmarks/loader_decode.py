@@ -1,7 +1,8 @@
 """What the training loader pays to decode a shard clip: ``model.data._decode_mp4`` as it is (the window's frames
 only, one FFmpeg thread) against the way it was until 2026-12-07 (every frame of the clip, FFmpeg's default
 threads), in the same process, interleaved, on synthetic clips of the shards' layout (H.264 by the build's
-``media.encode_mp4``, 16 frames); medians and their ratio, and whether the pixels are the same.
+``media.encode_mp4``, 16 frames); medians and their ratio, of the wall time and of the process's CPU time (all its
+threads: what a loader decoding ahead on its own threads pays), and whether the pixels are the same.
 
     .venv/bin/python benchmarks/loader_decode.py [--sizes 128,512] [--frames 16] [--window 8] [--repeats 7]
 """
@@ -57,17 +58,20 @@ def main() -> None:
         data = clips(size, args.frames, args.clips)
         same = all(np.array_equal(decode_before(d, args.window), _decode_mp4(d, max_frames=args.window))
                    for d in data)
-        times = {"before": [], "now": []}
+        times, cpu = {"before": [], "now": []}, {"before": [], "now": []}
         for _ in range(args.repeats):  # interleaved, so load on a shared machine falls on both alike
             for name, fn in (("before", lambda d: decode_before(d, args.window)),
                              ("now", lambda d: _decode_mp4(d, max_frames=args.window))):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for d in data:
                     fn(d)
                 times[name].append((time.perf_counter() - t0) / len(data) * 1000)
-        before, now = statistics.median(times["before"]), statistics.median(times["now"])
-        print(f"{size} px, {args.window} of {args.frames} frames: before {before:.1f} ms a clip, now {now:.1f} ms "
-              f"(ratio {now / before:.2f}; same pixels: {same})", flush=True)
+                cpu[name].append((time.process_time() - c0) / len(data) * 1000)
+        (before, now), (cpu_before, cpu_now) = ([statistics.median(t[k]) for k in ("before", "now")]
+                                                for t in (times, cpu))
+        print(f"{size} px, {args.window} of {args.frames} frames: wall {before:.1f} -> {now:.1f} ms a clip (ratio "
+              f"{now / before:.2f}), CPU {cpu_before:.1f} -> {cpu_now:.1f} ms (ratio {cpu_now / cpu_before:.2f}); "
+              f"same pixels: {same}", flush=True)
 
 
 if __name__ == "__main__":
