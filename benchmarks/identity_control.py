@@ -70,14 +70,28 @@ def person_of(clip_id: str, people: list[str]) -> str | None:
     return max(found, key=len) if found else None
 
 
-def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pathlib.Path) -> set[str]:
-    """The keys of the seen people's samples, written to ``out`` (``data.keys_file``)."""
+def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pathlib.Path,
+              slow_weight: float = 1.0, levels: list[float] | None = None) -> set[str]:
+    """The keys of the seen people's samples, written to ``out`` (``data.keys_file``). With ``slow_weight`` != 1,
+    the clips whose label is nearest the slowest moving of ``levels`` are drawn that many times as often as the
+    others (``key<TAB>weight`` lines: ``hm select --weights``' format)."""
     import pyarrow.parquet as pq
 
-    index = pq.read_table(shards / "index.parquet", columns=["key", "clip_id"]).to_pylist()
-    keys = {r["key"] for r in index if person_of(r["clip_id"], people) in seen}
-    out.write_text("".join(f"{k}\n" for k in sorted(keys)))
-    return keys
+    index = pq.read_table(shards / "index.parquet", columns=["key", "clip_id", "static", "intensity"]).to_pylist()
+    mine = sorted((r for r in index if person_of(r["clip_id"], people) in seen), key=lambda r: r["key"])
+    if slow_weight == 1.0:
+        out.write_text("".join(f"{r['key']}\n" for r in mine))
+    else:
+        slowest = min(v for v in levels if v > 0)
+
+        def weight(r):
+            if r["static"] or r["intensity"] is None:
+                return 1.0
+            nearest = min(levels, key=lambda v: abs(v - r["intensity"] * UNIT))
+            return slow_weight if nearest == slowest else 1.0
+
+        out.write_text("".join(f"{r['key']}\t{weight(r):g}\n" for r in mine))
+    return {r["key"] for r in mine}
 
 
 # ------------------------------------------------------------------------------------------------------------ phi
@@ -130,7 +144,8 @@ def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, who: 
 
 # ---------------------------------------------------------------------------------------------------- replicates
 SHARED = ("shards", "base", "phi", "pretrain", "people")  # what a replicate takes from the run it repeats
-SAME = ("people", "held_out", "phi_steps", "pretrain_steps", "pretrain_people")  # and what must therefore match
+SAME = ("people", "held_out", "phi_steps", "pretrain_steps", "pretrain_people", "slow_weight")  # and must match
+DEFAULTS = {"slow_weight": 1.0}  # of settings that runs before they were recorded had
 
 
 def share_start(work: pathlib.Path, source: pathlib.Path, settings: dict, train_set: list[str]) -> dict:
@@ -143,7 +158,7 @@ def share_start(work: pathlib.Path, source: pathlib.Path, settings: dict, train_
         raise SystemExit(f"--replicate-of {source}: that is this run's own --work; give another --work")
     try:
         done = json.loads((source / "results.json").read_text())
-        differ = [k for k in SAME if done[k] != settings[k]]
+        differ = [k for k in SAME if done.get(k, DEFAULTS.get(k)) != settings[k]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"--replicate-of {source}: no finished identity_control run there ({e.__class__.__name__}); "
                          f"run it with --work {source} first") from None
@@ -320,6 +335,10 @@ def parse(argv):
     p.add_argument("--ablation-seeds", default="0", help="sampling seeds of the other models (seen people)")
     p.add_argument("--ablation-intensities", default="0,10,20", help="asked of the other models")
     p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--slow-weight", type=float, default=1.0,
+                   help="the five runs draw the clips of the slowest moving level (4 px per step) this many times "
+                        "as often as the others (data.keys_file weights; 3 lifted the full model's action at asked "
+                        "5 at both training seeds, measured on the full model only: README)")
     p.add_argument("--phi-steps", type=int, default=200, help="training steps of the face embedder phi")
     p.add_argument("--pretrain-steps", type=int, default=1000,
                    help="training steps of a shared start on --pretrain-people from which the five runs train "
@@ -354,17 +373,21 @@ def main(argv=None) -> int:
         raise SystemExit(f"--pretrain-people {args.pretrain_people}: each must be one of the seen people "
                          f"({','.join(seen)})")
     embed_frames = [int(v) for v in args.embed_frames.split(",")]
+    if args.slow_weight <= 0:
+        raise SystemExit(f"--slow-weight {args.slow_weight}: must be > 0 (1: every clip as often)")
     settings = {"people": people, "held_out": held_out, "phi_steps": args.phi_steps,
-                "pretrain_steps": args.pretrain_steps, "pretrain_people": pretrain_people}
+                "pretrain_steps": args.pretrain_steps, "pretrain_people": pretrain_people,
+                "slow_weight": args.slow_weight}
     source = share_start(work, args.replicate_of, settings, args.train_set) if args.replicate_of else None
     if args.pictures is None:
         args.pictures = str(work / "identity_control" if source else ROOT / "benchmarks" / "identity_control")
 
     t0 = time.time()
-    options = demo_options([float(v) for v in args.levels.split(",")], people)
+    levels = [float(v) for v in args.levels.split(",")]
+    options = demo_options(levels, people)
     options["photo_files"] = gather(people, work / "people")
     shards = build_shards(work, options, args.threads)
-    keys = seen_keys(shards, seen, people, work / "seen_keys.txt")
+    keys = seen_keys(shards, seen, people, work / "seen_keys.txt", args.slow_weight, levels)
     timings["build_s"] = time.time() - t0
     id_kind, id_dim = id_kind_of(shards)
     t0 = time.time()
@@ -385,7 +408,7 @@ def main(argv=None) -> int:
         ceil_rows = json.loads(done.read_text())
     else:
         ceil_rows = ceiling(shards, bank, people, instrument, references, embed_frames, id_kind, id_dim,
-                            [float(v) for v in args.levels.split(",")])
+                            levels)
         done.parent.mkdir(exist_ok=True)
         done.write_text(json.dumps(ceil_rows))
     timings["ceiling_s"] = time.time() - t0
@@ -411,7 +434,7 @@ def main(argv=None) -> int:
                "embed_frames": embed_frames, "resolution": RES, "num_frames": NUM_FRAMES, "actions": ACTIONS,
                "train_steps": args.steps, "sample_steps": args.sample_steps, "guidance_scale": args.guidance,
                "phi_steps": args.phi_steps, "pretrain_steps": args.pretrain_steps,
-               "pretrain_people": pretrain_people,
+               "pretrain_people": pretrain_people, "slow_weight": args.slow_weight,
                "ceiling": summarise(ceil_rows, people, seen),
                "pixel_instrument": pixel.name, "pixel_ceiling": pixel_ceiling(bank, pixel, people, seen),
                "models": {}}

@@ -153,6 +153,28 @@ def test_person_of_takes_the_longest_name():
     assert bench.person_of("coffee.png", ["lp_d8"]) is None
 
 
+def test_seen_keys_weight_the_slowest_moving_level_and_leave_out_held_out_people(tmp_path):
+    """--slow-weight: the seen people's clips nearest the slowest moving build level (labels in the shards' 128-px
+    units, a quarter of the 512-px level) are drawn that many times as often; stills and held-out people are not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bench = load("identity_control")
+    rows = [("k1", "ann_pan_4_sweep8.mp4", False, 4.2 / 4), ("k2", "ann_pan_8_sweep8.mp4", False, 7.6 / 4),
+            ("k3", "ann_portrait.jpg", True, 0.0), ("k4", "ann_zoom_0_sweep8.mp4", False, 0.1 / 4),
+            ("k5", "bob_pan_4_sweep8.mp4", False, 3.9 / 4)]
+    pq.write_table(pa.Table.from_pylist([dict(zip(("key", "clip_id", "static", "intensity"), r)) for r in rows]),
+                   tmp_path / "index.parquet")
+    out = tmp_path / "keys.txt"
+    assert bench.seen_keys(tmp_path, ["ann"], ["ann", "bob"], out) == {"k1", "k2", "k3", "k4"}
+    assert out.read_text() == "k1\nk2\nk3\nk4\n"
+    bench.seen_keys(tmp_path, ["ann"], ["ann", "bob"], out, slow_weight=3.0, levels=[0.0, 4.0, 8.0])
+    assert out.read_text() == "k1\t3\nk2\t1\nk3\t1\nk4\t1\n"
+    from human_motion.model.selection import read_selection
+
+    assert read_selection(str(out)) == {"k1": 3.0, "k2": 1.0, "k3": 1.0, "k4": 1.0}  # what training reads
+
+
 def test_the_shared_start_must_train_on_seen_people_only(tmp_path):
     """A held-out person in --pretrain-people would be trained on: refused before anything is built."""
     bench = load("identity_control")
@@ -168,7 +190,7 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
     bench = load("identity_control")
     source, work = tmp_path / "first", tmp_path / "second"
     settings = {"people": ["a", "b", "c"], "held_out": ["c"], "phi_steps": 200, "pretrain_steps": 1000,
-                "pretrain_people": ["a", "b"]}
+                "pretrain_people": ["a", "b"], "slow_weight": 1.0}
     seed = ["train.seed=1"]
     work.mkdir()
     with pytest.raises(SystemExit, match="first: no finished identity_control run there .* --work .*first first"):
@@ -176,9 +198,12 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
     for name in ("shards", "base", "phi", "pretrain", "people", "sweeps"):
         (source / name).mkdir(parents=True)
     (source / "sweeps" / "ceiling.json").write_text("[]")
-    (source / "results.json").write_text(json.dumps({**settings, "models": {}}))
+    recorded = {k: v for k, v in settings.items() if k != "slow_weight"}  # a run from before --slow-weight: 1
+    (source / "results.json").write_text(json.dumps({**recorded, "models": {}}))
     with pytest.raises(SystemExit, match="its held_out, pretrain_steps differ from this run's"):
         bench.share_start(work, source, {**settings, "held_out": ["b"], "pretrain_steps": 0}, seed)
+    with pytest.raises(SystemExit, match="its slow_weight differ"):
+        bench.share_start(work, source, {**settings, "slow_weight": 3.0}, seed)
     with pytest.raises(SystemExit, match="give the five runs another seed"):
         bench.share_start(work, source, settings, [])
     (source / "full").mkdir()
@@ -219,7 +244,7 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     assert bench.main(["--work", str(work), "--steps", "2", "--vae-steps", "2", "--phi-steps", "2",
                        "--pretrain-steps", "2", "--people", "astronaut,hopper,group_2", "--held-out", "group_2",
                        "--levels", "0,20", "--intensities", "0,20", "--ablation-intensities", "0,20", "--seeds", "0",
-                       "--ablation-seeds", "0", "--sample-steps", "2", "--threads", "1",
+                       "--ablation-seeds", "0", "--sample-steps", "2", "--threads", "1", "--slow-weight", "3",
                        "--pictures", str(pictures)]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for name in ("full", "no_id", "no_lid", "no_lr", "neither", "no_mcm"):
@@ -230,8 +255,14 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
     for name in ("no_id", "no_lid", "no_lr", "neither", "no_mcm"):
         assert len(results["models"][name]["rows"]) == 2 * 4 * 2  # the seen people only
     # The held-out person is in no training: not in the keys, and each run reads only the keys.
-    keys = (work / "seen_keys.txt").read_text().split()
+    lines = [line.split("\t") for line in (work / "seen_keys.txt").read_text().splitlines()]
+    keys = [k for k, _ in lines]
     assert keys and not any("group_2" in k for k in keys) and any("hopper" in k for k in keys)
+    # --slow-weight 3: the clips of the slowest moving level (20, of 0 and 20) drawn three times as often.
+    still = [("_0_sweep" in k or "portrait" in k) for k in keys]
+    assert any(still) and not all(still)
+    assert all(w == ("1" if s else "3") for (_, w), s in zip(lines, still))
+    assert results["slow_weight"] == 3.0
     # The shared start: neither loss, on the two pretrain people's samples only; every run starts from its weights.
     start = json.loads((work / "pretrain" / "config.json").read_text())
     assert start["data"]["keys_file"] == str(work / "pretrain_keys.txt")
@@ -278,7 +309,7 @@ def test_recipe_end_to_end_at_tiny_steps(tmp_path, capsys):
                        "--vae-steps", "2", "--phi-steps", "2", "--pretrain-steps", "2", "--people",
                        "astronaut,hopper,group_2", "--held-out", "group_2", "--levels", "0,20", "--intensities",
                        "0,20", "--ablation-intensities", "0,20", "--seeds", "0", "--ablation-seeds", "0",
-                       "--sample-steps", "2", "--threads", "1"]) == 0
+                       "--sample-steps", "2", "--threads", "1", "--slow-weight", "3"]) == 0
     out = capsys.readouterr().out
     assert "Across training seeds (work, again)" in out and "pooled" in out
     assert all((again / name).is_symlink() for name in bench.SHARED)
