@@ -234,6 +234,8 @@ def train(cfg: TrainConfig, shards: str | None, out_dir: str, resume: str | None
                 log({"step": step, "loss": losses[0], "loss_region": losses[1], "loss_id": losses[2],
                      "lr": lr_scheduler.get_last_lr()[0], "static": counts[0], "bad_samples": counts[1],
                      "elapsed_s": round(time.time() - start_time, 3)})
+            if math.isnan(last_loss):  # before the first logged step: this rank's loss, not "nan" on the console
+                last_loss = loss.item()
             progress.update(step, last_loss, lr_scheduler.get_last_lr()[0])
             if step % cfg.train.checkpointing_steps == 0 or step == cfg.train.max_train_steps:
                 save_checkpoint(accelerator, out, step, next_slot, cfg.train.checkpoints_total_limit)

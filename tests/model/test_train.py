@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -108,6 +109,15 @@ def test_synthetic_smoke_with_motion_modules(tmp_path):
     a = load_file(out / "motion_modules" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "straight" / "motion_modules" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_first_progress_line_shows_a_loss_before_the_first_logged_step(tmp_path, capsys):
+    """Losses are logged every log_every_steps; the console's first line (step 1) must not read "loss nan"."""
+    out = tmp_path / "run"
+    assert main(["train", *SYNTHETIC, "--out", str(out), "--set", "train.max_train_steps=2",
+                 "--set", "train.log_every_steps=10"]) == 0
+    first = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("hm train: step 1/2"))
+    assert math.isfinite(float(first.split(" loss ")[1].split()[0])), first
 
 
 def test_wrong_embedding_kind_stops_training_with_a_clear_message(tmp_path, capsys):
