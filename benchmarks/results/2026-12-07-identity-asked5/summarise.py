@@ -1,0 +1,49 @@
+"""The table of NOTE.md from the rows of each full-model sweep (rows/*.json.gz, written by sweep_run.py; the two
+recipe runs' rows are their benchmark sweeps, <work>/sweeps/full.json), with identity_report's own summary.
+
+    .venv/bin/python benchmarks/results/2026-12-07-identity-asked5/summarise.py
+"""
+
+import gzip
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+import numpy as np  # noqa: E402
+from identity_report import headline, summarise  # noqa: E402
+
+PEOPLE = ["astronaut", "hopper", "lp_d10", "lp_s20", "lp_s29", "aoc", "tpsmm", "group_2", "lp_d20", "group_0"]
+SEEN = [p for p in PEOPLE if p not in ("lp_d20", "group_0")]
+RUNS = [  # (file, training seed, what)
+    ("recipe_seed0", 0, "the recipe: 1000 steps"), ("recipe_seed1", 1, "the recipe: 1000 steps"),
+    ("weighted_seed0", 0, "--slow-weight 3, 1000 steps"), ("weighted_seed1", 1, "--slow-weight 3, 1000 steps"),
+    ("plus500_seed0", 0, "the recipe + 500 steps"), ("plus500_seed1", 1, "the recipe + 500 steps"),
+    ("weighted_plus500_seed0", 0, "--slow-weight 3 + 500 steps"),
+    ("weighted_plus500_seed1", 1, "--slow-weight 3 + 500 steps")]
+
+
+def main() -> None:
+    out = {}
+    print("| full model | training seed | action accuracy (asked >= 5) | at asked 5 / 10 / 15 / 20 | "
+          "intensity Spearman (worst person) | measured at asked 0 / 5 / 20 | identity, dlib |")
+    print("|---|---:|---:|---|---:|---|---:|")
+    for name, seed, what in RUNS:
+        path = HERE / "rows" / f"{name}.json.gz"
+        if not path.exists():
+            continue
+        rows = json.loads(gzip.decompress(path.read_bytes()))
+        h = headline(summarise(rows, PEOPLE, SEEN))
+        acc = {a: float(np.mean([r["found"] == r["action"] for r in rows if r["asked"] == a])) for a in (5, 10, 15, 20)}
+        meas = {a: float(np.mean([r["measured"] for r in rows if r["asked"] == a])) for a in (0, 5, 20)}
+        out[name] = {"seed": seed, "what": what, **h, "action_by_asked": acc, "measured_by_asked": meas}
+        print(f"| {what} | {seed} | {h['action_accuracy']:.3f} | {' / '.join(f'{v:.2f}' for v in acc.values())} | "
+              f"{h['intensity_spearman']:.3f} ({h['intensity_spearman_min_person']:.3f}) | "
+              f"{' / '.join(f'{v:.1f}' for v in meas.values())} | {h['identity_accuracy']:.3f} |")
+    (HERE / "summary.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
