@@ -70,6 +70,11 @@ def person_of(clip_id: str, people: list[str]) -> str | None:
     return max(found, key=len) if found else None
 
 
+def level_of(label: float, levels: list[float]) -> float:
+    """The build level a training clip stands for: the nearest of ``levels`` to its label (512-px px per step)."""
+    return min(levels, key=lambda v: abs(v - label))
+
+
 def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pathlib.Path,
               slow_weight: float = 1.0, levels: list[float] | None = None) -> set[str]:
     """The keys of the seen people's samples, written to ``out`` (``data.keys_file``). With ``slow_weight`` != 1,
@@ -87,8 +92,7 @@ def seen_keys(shards: pathlib.Path, seen: list[str], people: list[str], out: pat
         def weight(r):
             if r["static"] or r["intensity"] is None:
                 return 1.0
-            nearest = min(levels, key=lambda v: abs(v - r["intensity"] * UNIT))
-            return slow_weight if nearest == slowest else 1.0
+            return slow_weight if level_of(r["intensity"] * UNIT, levels) == slowest else 1.0
 
         out.write_text("".join(f"{r['key']}\t{weight(r):g}\n" for r in mine))
     return {r["key"] for r in mine}
@@ -210,7 +214,7 @@ def ceiling(shards, bank, people, instrument, references, embed_frames, id_kind,
         frames, clips = bank[person]
         label = float(s["intensity"]) * UNIT
         rows.append({"person": person, "action": kind, "asked": label,
-                     "level": min(levels, key=lambda v: abs(v - label)), "seed": 0,
+                     "level": level_of(label, levels), "seed": 0,
                      **measure_clip(frames[clips == s["key"]], instrument, references, embed_frames)})
     log(f"ceiling: {len(rows)} training clips measured")
     return rows
@@ -303,8 +307,9 @@ def sweeps(work, runs, refs, people, seen, args, instrument, references, embed_f
         # one that only changes the report, does not generate again. The key names everything the sweep depends on.
         key = sweep_key(runs[run], who, which, intensities, args.sample_steps, args.guidance, embed_frames)
         done = work / "sweeps" / f"{name}.json"
-        if done.exists() and json.loads(done.read_text())["key"] == key:
-            rows[name] = json.loads(done.read_text())["rows"]
+        cached = json.loads(done.read_text()) if done.exists() else None
+        if cached is not None and cached["key"] == key:
+            rows[name] = cached["rows"]
             saved = np.load(done.with_suffix(".npz"))
             clips[name] = {tuple(json.loads(k)): saved[k] for k in saved.files}
             log(f"{name}: reusing {len(rows[name])} measured clips from {done}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import pathlib
 import statistics
 import sys
@@ -30,7 +29,7 @@ def decode_before(data: bytes, window: int) -> np.ndarray:
     import av
 
     with av.open(io.BytesIO(data)) as container:
-        frames = [f.to_ndarray(format="rgb24") for f in itertools.islice(container.decode(video=0), None)]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     return np.stack(frames)[:window]
 
 

@@ -84,8 +84,8 @@ def _load_npy(data: bytes) -> np.ndarray:
 def _decode_mp4(data: bytes, max_frames: int | None = None) -> np.ndarray:
     """The first ``max_frames`` frames (all when None) as (n, H, W, 3) uint8 RGB. One FFmpeg thread: the loader
     already decodes samples side by side (``SlotDataset``), and FFmpeg's own threads, started for every clip opened,
-    cost more than a short clip takes to decode (the 8 frames a step uses of a 16-frame 128-px shard clip: x0.49 the
-    wall time, x0.56 the CPU, the same pixels; benchmarks/loader_decode.py)."""
+    cost more than a short clip takes to decode (the 8 frames a step uses of a 16-frame 128-px shard clip: about half
+    the wall time and the CPU, the same pixels; benchmarks/loader_decode.py)."""
     import av
 
     with av.open(io.BytesIO(data)) as container:

@@ -11,11 +11,12 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 from identity_report import headline, summarise  # noqa: E402
+from sweep_run import PEOPLE  # noqa: E402
 
-PEOPLE = ["astronaut", "hopper", "lp_d10", "lp_s20", "lp_s29", "aoc", "tpsmm", "group_2", "lp_d20", "group_0"]
 SEEN = [p for p in PEOPLE if p not in ("lp_d20", "group_0")]
 RUNS = [  # (file, training seed, what)
     ("recipe_seed0", 0, "the recipe: 1000 steps"), ("recipe_seed1", 1, "the recipe: 1000 steps"),
