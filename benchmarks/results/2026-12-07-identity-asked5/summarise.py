@@ -23,7 +23,9 @@ RUNS = [  # (file, training seed, what)
     ("weighted_seed0", 0, "--slow-weight 3, 1000 steps"), ("weighted_seed1", 1, "--slow-weight 3, 1000 steps"),
     ("plus500_seed0", 0, "the recipe + 500 steps"), ("plus500_seed1", 1, "the recipe + 500 steps"),
     ("weighted_plus500_seed0", 0, "--slow-weight 3 + 500 steps"),
-    ("weighted_plus500_seed1", 1, "--slow-weight 3 + 500 steps")]
+    ("weighted_plus500_seed1", 1, "--slow-weight 3 + 500 steps"),
+    ("weighted_1500_seed0", 0, "--slow-weight 3, one 1500-step cycle"),
+    ("weighted_1500_seed1", 1, "--slow-weight 3, one 1500-step cycle")]
 
 
 def main() -> None:

@@ -1,5 +1,8 @@
 """The benchmark's full-model sweep on one trained run: ten people x 4 actions x asked 0/5/10/15/20 x sampling
 seeds 0 and 1, 15 DDIM steps, guidance 2, measured by identity_control's own instruments; rows written gzipped.
+Where WORK holds the pixel instrument's bank (<work>/sweeps/bank.npz, which identity_control.py writes before the
+shared start) each row also gets ``pixel_sims``, as in the benchmark's results.json (the 1500-step rows; the
+earlier rows were swept without it).
 
     .venv/bin/python benchmarks/results/2026-12-07-identity-asked5/sweep_run.py WORK RUN OUT.json.gz [THREADS]
 
@@ -17,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import numpy as np
 import torch
 from identity_control import sweep
-from identity_measure import IdentityInstrument
+from identity_measure import IdentityInstrument, PixelIdentity
 from motion_recipe import RES, load_pipeline
 from motion_recipe import references as portraits
 
@@ -31,8 +34,15 @@ def main() -> None:
     refs = portraits(work, PEOPLE)
     references = np.stack([instrument.reference(refs[p]) for p in PEOPLE])
     t0 = time.time()
-    rows, _ = sweep(load_pipeline(run), refs, PEOPLE, [0.0, 5.0, 10.0, 15.0, 20.0], [0, 1], 15, 2.0, instrument,
-                    references, [0, 7])
+    rows, clips = sweep(load_pipeline(run), refs, PEOPLE, [0.0, 5.0, 10.0, 15.0, 20.0], [0, 1], 15, 2.0,
+                        instrument, references, [0, 7])
+    bank = work / "sweeps" / "bank.npz"
+    if bank.exists():
+        saved = np.load(bank)
+        pixel = PixelIdentity({p: (saved[f"{p}__frames"], saved[f"{p}__clips"]) for p in PEOPLE}, PEOPLE)
+        for r in rows:
+            sims = pixel.sims(clips[(r["person"], r["action"], r["asked"], r["seed"])])
+            r["pixel_sims"] = [round(float(v), 5) for v in sims]
     out.write_bytes(gzip.compress(json.dumps(rows).encode(), mtime=0))
     print(f"{len(rows)} clips in {time.time() - t0:.0f} s -> {out}")
 
