@@ -342,9 +342,9 @@ def parse(argv):
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--slow-weight", type=float, default=1.0,
                    help="the five runs draw the clips of the slowest moving of --levels (4 px per step) this many "
-                        "times as often as the others (data.keys_file weights; 1: the measured recipe; 3 with "
-                        "--steps 1500 met the full model's motion aims at both training seeds, its ablations not "
-                        "yet measured: README)")
+                        "times as often as the others (data.keys_file weights; 1: the measured recipe; with "
+                        "--steps 1500 the full model met the motion aims at both training seeds with 1 and with 3, "
+                        "better with 1: README)")
     p.add_argument("--phi-steps", type=int, default=200, help="training steps of the face embedder phi")
     p.add_argument("--pretrain-steps", type=int, default=1000,
                    help="training steps of a shared start on --pretrain-people from which the five runs train "

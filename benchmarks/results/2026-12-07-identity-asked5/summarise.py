@@ -25,7 +25,9 @@ RUNS = [  # (file, training seed, what)
     ("weighted_plus500_seed0", 0, "--slow-weight 3 + 500 steps"),
     ("weighted_plus500_seed1", 1, "--slow-weight 3 + 500 steps"),
     ("weighted_1500_seed0", 0, "--slow-weight 3, one 1500-step cycle"),
-    ("weighted_1500_seed1", 1, "--slow-weight 3, one 1500-step cycle")]
+    ("weighted_1500_seed1", 1, "--slow-weight 3, one 1500-step cycle"),
+    ("recipe_1500_seed0", 0, "one 1500-step cycle, no weighting"),
+    ("recipe_1500_seed1", 1, "one 1500-step cycle, no weighting")]
 
 
 def main() -> None:
