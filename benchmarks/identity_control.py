@@ -220,14 +220,23 @@ def ceiling(shards, bank, people, instrument, references, embed_frames, id_kind,
     return rows
 
 
-def training_bank(work, shards, base, people, id_kind, id_dim) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every person's training frames after the VAE at RES (stills included), with the key of the clip each frame
-    comes from: the pixel instrument's references. Kept in <work>/sweeps/bank.npz."""
-    done = work / "sweeps" / "bank.npz"
+def saved_bank(done: pathlib.Path, people: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """``training_bank``'s frames as kept in ``done`` (<work>/sweeps/bank.npz); None when it is not there or lacks
+    someone of ``people``."""
     if done.exists():
         saved = np.load(done)
         if all(f"{p}__frames" in saved.files for p in people):
             return {p: (saved[f"{p}__frames"], saved[f"{p}__clips"]) for p in people}
+    return None
+
+
+def training_bank(work, shards, base, people, id_kind, id_dim) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every person's training frames after the VAE at RES (stills included), with the key of the clip each frame
+    comes from: the pixel instrument's references. Kept in <work>/sweeps/bank.npz."""
+    done = work / "sweeps" / "bank.npz"
+    bank = saved_bank(done, people)
+    if bank is not None:
+        return bank
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(base / "vae").eval()

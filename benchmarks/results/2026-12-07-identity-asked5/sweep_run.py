@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
-from identity_control import sweep
+from identity_control import saved_bank, sweep
 from identity_measure import IdentityInstrument, PixelIdentity
 from motion_recipe import RES, load_pipeline
 from motion_recipe import references as portraits
@@ -36,10 +36,9 @@ def main() -> None:
     t0 = time.time()
     rows, clips = sweep(load_pipeline(run), refs, PEOPLE, [0.0, 5.0, 10.0, 15.0, 20.0], [0, 1], 15, 2.0,
                         instrument, references, [0, 7])
-    bank = work / "sweeps" / "bank.npz"
-    if bank.exists():
-        saved = np.load(bank)
-        pixel = PixelIdentity({p: (saved[f"{p}__frames"], saved[f"{p}__clips"]) for p in PEOPLE}, PEOPLE)
+    bank = saved_bank(work / "sweeps" / "bank.npz", PEOPLE)
+    if bank is not None:
+        pixel = PixelIdentity(bank, PEOPLE)
         for r in rows:
             sims = pixel.sims(clips[(r["person"], r["action"], r["asked"], r["seed"])])
             r["pixel_sims"] = [round(float(v), 5) for v in sims]
