@@ -148,7 +148,8 @@ def pretrain(work: pathlib.Path, shards: pathlib.Path, base: pathlib.Path, who: 
 
 # ---------------------------------------------------------------------------------------------------- replicates
 SHARED = ("shards", "base", "phi", "pretrain", "people")  # what a replicate takes from the run it repeats
-SAME = ("people", "held_out", "phi_steps", "pretrain_steps", "pretrain_people", "slow_weight")  # and must match
+SAME = ("people", "held_out", "phi_steps", "pretrain_steps", "pretrain_people", "slow_weight",
+        "train_steps")  # and must match
 DEFAULTS = {"slow_weight": 1.0}  # of settings that runs before they were recorded had
 
 
@@ -156,7 +157,8 @@ def share_start(work: pathlib.Path, source: pathlib.Path, settings: dict, train_
     """``--replicate-of SOURCE``: a finished run's build, base, phi and shared start, linked into ``work`` (its
     measurements of the training clips copied), so that only the five runs train again, with the training seed of
     ``--train-set train.seed=N``. Returns SOURCE's results (to compare with). Refuses, before anything is built, a
-    source that has not finished, one whose people or shared start differ, and a replicate with no new seed."""
+    source that has not finished, one whose people, shared start or training steps differ, and a replicate with no
+    new seed."""
     source = source.resolve()
     if source == work:
         raise SystemExit(f"--replicate-of {source}: that is this run's own --work; give another --work")
@@ -392,7 +394,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--slow-weight {args.slow_weight}: must be > 0 (1: every clip as often)")
     settings = {"people": people, "held_out": held_out, "phi_steps": args.phi_steps,
                 "pretrain_steps": args.pretrain_steps, "pretrain_people": pretrain_people,
-                "slow_weight": args.slow_weight}
+                "slow_weight": args.slow_weight, "train_steps": args.steps}
     source = share_start(work, args.replicate_of, settings, args.train_set) if args.replicate_of else None
     if args.pictures is None:
         args.pictures = str(work / "identity_control" if source else ROOT / "benchmarks" / "identity_control")

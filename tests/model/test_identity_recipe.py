@@ -190,7 +190,7 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
     bench = load("identity_control")
     source, work = tmp_path / "first", tmp_path / "second"
     settings = {"people": ["a", "b", "c"], "held_out": ["c"], "phi_steps": 200, "pretrain_steps": 1000,
-                "pretrain_people": ["a", "b"], "slow_weight": 1.0}
+                "pretrain_people": ["a", "b"], "slow_weight": 1.0, "train_steps": 1000}
     seed = ["train.seed=1"]
     work.mkdir()
     with pytest.raises(SystemExit, match="first: no finished identity_control run there .* --work .*first first"):
@@ -204,6 +204,8 @@ def test_a_replicate_shares_a_finished_run_and_refuses_one_it_would_not_repeat(t
         bench.share_start(work, source, {**settings, "held_out": ["b"], "pretrain_steps": 0}, seed)
     with pytest.raises(SystemExit, match="its slow_weight differ"):
         bench.share_start(work, source, {**settings, "slow_weight": 3.0}, seed)
+    with pytest.raises(SystemExit, match="its train_steps differ"):  # a replicate at --steps 1500 of a 1000-step run
+        bench.share_start(work, source, {**settings, "train_steps": 1500}, seed)
     with pytest.raises(SystemExit, match="give the five runs another seed"):
         bench.share_start(work, source, settings, [])
     (source / "full").mkdir()
