@@ -301,24 +301,35 @@ def print_across_training_seeds(summary: dict) -> None:
         print(f"  {label}: {cells}; pooled {effect(e['pooled'])}")
 
 
+def read_results(path: pathlib.Path) -> dict:
+    """A finished run's results.json, or the gzipped results.json.gz committed under benchmarks/results/; anything
+    else (missing, truncated, not a run with its rows) is refused in one line naming the file."""
+    import gzip
+    import json
+
+    try:
+        data = path.read_bytes()
+        results = json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
+        results["models"]["full"]["rows"]
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a results.json of identity_control.py with its rows ({e!r}); give the "
+                         "one a run writes in its --work") from None
+    return results
+
+
 def main(argv=None) -> int:
     """Re-reads finished runs: ``python benchmarks/identity_report.py WORK/results.json [WORK2/results.json ...]``
     prints each run's tables and aims with this file's code, and, given several (the same recipe with another
-    ``--train-set train.seed=N``), the comparison across training seeds."""
+    ``--train-set train.seed=N``), the comparison across training seeds (results.json.gz read as it is)."""
     import argparse
-    import json
 
     p = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
-    p.add_argument("results", nargs="+", type=pathlib.Path, help="results.json of identity_control.py runs")
+    p.add_argument("results", nargs="+", type=pathlib.Path,
+                   help="results.json (or .json.gz) of identity_control.py runs")
     args = p.parse_args(argv)
     replicates = []
     for path in args.results:
-        try:
-            results = json.loads(path.read_text())
-            results["models"]["full"]["rows"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise SystemExit(f"{path}: not a results.json of identity_control.py with its rows ({e!r}); give the "
-                             "one a run writes in its --work") from None
+        results = read_results(path)
         results["aims"] = aims(results)
         print(f"\n== {path}")
         print_tables(results)

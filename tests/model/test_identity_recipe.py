@@ -380,6 +380,29 @@ def test_pixel_identity_names_the_person_whose_training_frames_are_nearest_and_c
     assert pixel.sims(frame, exclude="a0")[0] < pixel.sims(frame)[0] == pytest.approx(1.0)
 
 
+def test_the_report_reads_a_gzipped_results_file_and_refuses_a_broken_one(tmp_path):
+    """identity_report.py re-reads the committed results.json.gz as it is; a truncated one is one line naming it."""
+    import gzip
+
+    report = load("identity_report")
+    people = ["a", "b"]
+    rows = [row(p, [0.9 if q == p else 0.5 for q in people], asked=v, action="horizontal")
+            for p in people for v in (0.0, 20.0)]
+    results = {"people": people, "seen": people, "held_out": [],
+               "models": {"full": {**report.summarise(rows, people, people), "rows": rows}}}
+    good, broken = tmp_path / "results.json.gz", tmp_path / "broken.json.gz"
+    good.write_bytes(gzip.compress(json.dumps(results).encode()))
+    broken.write_bytes(good.read_bytes()[:40])
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    stored = json.loads(json.dumps(results))  # as written (tuples become lists)
+    assert report.read_results(good) == report.read_results(tmp_path / "results.json") == stored
+    with pytest.raises(SystemExit, match=r"broken.json.gz: not a results.json of identity_control.py .*EOFError"):
+        report.read_results(broken)
+    (tmp_path / "results.json").write_text(json.dumps({"models": {}}))  # a run's summary without its rows
+    with pytest.raises(SystemExit, match=r"results.json: not a results.json .*KeyError.*give the one a run writes"):
+        report.read_results(tmp_path / "results.json")
+
+
 def test_pixel_aims_join_the_dlib_aims_when_the_run_has_them():
     report = load("identity_report")
     people, seen = ["a", "b"], ["a", "b"]
