@@ -16,6 +16,7 @@ import argparse
 import io
 import json
 import math
+import multiprocessing
 import sys
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
@@ -365,7 +366,9 @@ def verify_build(root: str, cfg: VerifyConfig = VerifyConfig()) -> VerifyReport:
         return report
     names = shard_names(fs, base)
     if cfg.workers > 1 and len(names) > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
+        # Spawned, not forked: a child forked from a process with threads running (torch's, FFmpeg's, Ray's, a
+        # test runner's) can inherit a lock another thread held and wait on it forever; one did under pytest.
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             shards = list(pool.map(verify_shard, [root] * len(names), names, [cfg] * len(names)))
     else:
         shards = [verify_shard(root, n, cfg) for n in names]
