@@ -233,6 +233,15 @@ def saved_bank(done: pathlib.Path, people: list[str]) -> dict[str, tuple[np.ndar
     return None
 
 
+def add_pixel_sims(rows: list[dict], clips: dict, pixel: PixelIdentity) -> None:
+    """Each row's similarity by pixels to every person (``pixel_sims``), from its clip in ``clips`` (keyed person,
+    action, asked, seed); a row that has them keeps them."""
+    for r in rows:
+        if "pixel_sims" not in r:
+            sims = pixel.sims(clips[(r["person"], r["action"], r["asked"], r["seed"])])
+            r["pixel_sims"] = [round(float(v), 5) for v in sims]
+
+
 def training_bank(work, shards, base, people, id_kind, id_dim) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every person's training frames after the VAE at RES (stills included), with the key of the clip each frame
     comes from: the pixel instrument's references. Kept in <work>/sweeps/bank.npz."""
@@ -457,10 +466,7 @@ def main(argv=None) -> int:
                "pixel_instrument": pixel.name, "pixel_ceiling": pixel_ceiling(bank, pixel, people, seen),
                "models": {}}
     for name, model_rows in rows.items():
-        for r in model_rows:
-            if "pixel_sims" not in r:
-                sims = pixel.sims(clips[name][(r["person"], r["action"], r["asked"], r["seed"])])
-                r["pixel_sims"] = [round(float(v), 5) for v in sims]
+        add_pixel_sims(model_rows, clips[name], pixel)
         summary = summarise(model_rows, people, seen)
         by_pixels = summarise([{**r, "sims": r["pixel_sims"]} for r in model_rows], people, seen)
         run = runs.get(name)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
-from identity_control import saved_bank, sweep
+from identity_control import add_pixel_sims, saved_bank, sweep
 from identity_measure import IdentityInstrument, PixelIdentity
 from motion_recipe import RES, load_pipeline
 from motion_recipe import references as portraits
@@ -38,10 +38,7 @@ def main() -> None:
                         instrument, references, [0, 7])
     bank = saved_bank(work / "sweeps" / "bank.npz", PEOPLE)
     if bank is not None:
-        pixel = PixelIdentity(bank, PEOPLE)
-        for r in rows:
-            sims = pixel.sims(clips[(r["person"], r["action"], r["asked"], r["seed"])])
-            r["pixel_sims"] = [round(float(v), 5) for v in sims]
+        add_pixel_sims(rows, clips, PixelIdentity(bank, PEOPLE))
     out.write_bytes(gzip.compress(json.dumps(rows).encode(), mtime=0))
     print(f"{len(rows)} clips in {time.time() - t0:.0f} s -> {out}")
 
