@@ -256,18 +256,25 @@ def train_runs(work: pathlib.Path, variants: dict[str, list[str]], shards: pathl
                common: list[str]) -> dict[str, pathlib.Path]:
     """One ``hm train --config CONFIG`` per variant, all at once, ``threads // len(variants)`` torch threads each
     (at least one): on a shared 2-core CPU runs side by side with one thread each finish sooner than the same runs
-    one after the other with two (OpenMP threads wait on each other). A finished run in ``work`` is reused."""
+    one after the other with two (OpenMP threads wait on each other). A finished run in ``work`` is reused; one that
+    stopped before its end goes on from its last checkpoint, or starts again when it kept none (the runs here
+    checkpoint at their last step only)."""
     runs, procs = {}, {}
     for name, extra in variants.items():
         run = runs[name] = work / name
         if (run / "adapter").is_dir() and (run / "unet").is_dir():
             log(f"reusing {run}")
             continue
+        again = []
+        if (run / "config.json").exists():
+            again = ["--resume"] if any((run / "checkpoints").glob("checkpoint-*")) else ["--overwrite"]
+            log(f"{run} stopped before step {steps}: " + ("going on from its last checkpoint" if again == ["--resume"]
+                                                           else "it kept no checkpoint, training it again"))
         sets = [f"model.pretrained_model_name_or_path={base}", f"model.motion_adapter={base / 'motion_adapter'}",
                 f"model.image_encoder={base / 'image_encoder'}", f"model.id_embedding_kind={id_kind}",
                 f"model.id_embedding_dim={id_dim}", f"train.max_train_steps={steps}",
                 f"train.checkpointing_steps={steps}", *common, *extra]
-        args = ["train", str(shards), "--config", config, "--out", str(run)]
+        args = ["train", str(shards), "--config", config, "--out", str(run), *again]
         for s in sets:
             args += ["--set", s]
         procs[name] = hm(*args, threads=max(1, threads // len(variants)), log_file=work / f"{name}.log", wait=False)

@@ -22,6 +22,36 @@ def load_benchmark():
     return bench
 
 
+def test_a_run_that_stopped_early_goes_on_from_its_checkpoint_or_trains_again_and_a_finished_one_is_reused(
+        tmp_path, monkeypatch):
+    bench = load_benchmark()
+    recipe = importlib.import_module(bench.train_runs.__module__)
+    calls = {}
+
+    class Done:
+        def wait(self):
+            return 0
+
+    def fake_hm(*args, threads, log_file=None, wait=True):
+        calls[pathlib.Path(args[args.index("--out") + 1]).name] = args
+        return Done()
+
+    monkeypatch.setattr(recipe, "hm", fake_hm)
+    (tmp_path / "finished" / "adapter").mkdir(parents=True)
+    (tmp_path / "finished" / "unet").mkdir()
+    for name in ("stopped", "checkpointed"):
+        (tmp_path / name / "logs").mkdir(parents=True)
+        (tmp_path / name / "config.json").write_text("{}")
+    (tmp_path / "checkpointed" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    names = ("new", "finished", "stopped", "checkpointed")
+    runs = recipe.train_runs(tmp_path, {n: [] for n in names}, tmp_path / "shards", tmp_path / "base", "train_action",
+                             10, 2, "dlib", 128, [])
+    assert set(runs) == set(names) and set(calls) == {"new", "stopped", "checkpointed"}
+    assert "--overwrite" in calls["stopped"] and "--resume" not in calls["stopped"]
+    assert "--resume" in calls["checkpointed"] and "--overwrite" not in calls["checkpointed"]
+    assert "--resume" not in calls["new"] and "--overwrite" not in calls["new"]
+
+
 def test_summary_of_known_rows():
     bench = load_benchmark()
     rows = []
