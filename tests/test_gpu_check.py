@@ -47,8 +47,7 @@ def dry_run(tmp_path_factory):
     args = ["--dry-run", "--out", str(tmp / "out"), "--frames", str(tmp / "frames.npy")]
     code = BLOCKER.format(absent=ABSENT_THERE, args=args, script=str(REPO / "benchmarks" / "gpu_check.py"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, capture_output=True, text=True)
     report = json.loads((tmp / "out" / "gpu_check.json").read_text())
     return proc, report, (tmp / "out" / "gpu_check.md").read_text()
 
@@ -140,7 +139,7 @@ def test_a_section_that_fails_is_recorded_and_the_rest_still_run(tmp_path, monke
 def test_prepare_decodes_dev_windows_and_counts_what_travels(tmp_path, dev_data):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "prepare_gpu_check.py"), "--no-wheels",
                            "--windows", "1", "--out", str(tmp_path / "carry")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", GLOG_minloglevel="2"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames = np.load(tmp_path / "carry" / "frames.npy")
@@ -163,7 +162,7 @@ def fake_nvidia_smi(folder: pathlib.Path, gpu: bool = True) -> dict:
 def test_setup_plans_the_cuda_stack_where_nvidia_smi_lists_a_gpu(tmp_path):
     def plan(*args, env):
         proc = subprocess.run(["bash", str(REPO / "scripts" / "setup.sh"), "--plan", *args], capture_output=True,
-                              text=True, env=env, timeout=30)
+                              text=True, env=env)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 

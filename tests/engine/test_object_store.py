@@ -66,7 +66,7 @@ def _keys(fs, url: str) -> list[str]:
 def on_disk(tmp_path_factory, s3):
     env, _ = s3
     out = tmp_path_factory.mktemp("disk") / "out"
-    subprocess.run(_cmd(out, "--set", "ray.address=local"), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(_cmd(out, "--set", "ray.address=local"), check=True, env=env, capture_output=True)
     import pyarrow.parquet as pq
 
     index = pq.read_table(out / "index.parquet").to_pandas()
@@ -85,8 +85,7 @@ def test_a_build_into_s3_resumes_after_a_kill_to_the_samples_on_disk(tmp_path, s
     assert "manifest.json" not in names and "_inputs.parquet" in names  # killed part way
     assert not [n for n in names if n.endswith(".tmp")]  # an object store gets no temporary names
 
-    run = subprocess.run(_cmd(url, "--set", "ray.address=local"), env=env, capture_output=True, text=True,
-                         timeout=600, cwd=REPO)
+    run = subprocess.run(_cmd(url, "--set", "ray.address=local"), env=env, capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert _samples(fs, url) == on_disk
     keys = _keys(fs, url)
@@ -95,8 +94,7 @@ def test_a_build_into_s3_resumes_after_a_kill_to_the_samples_on_disk(tmp_path, s
     assert not (REPO / BUCKET).exists()
 
     before = {p: fs.info(p)["ETag"] for p in fs.find(f"{BUCKET}/shards") if not p.endswith("manifest.json")}
-    again = subprocess.run(_cmd(url, "--set", "ray.address=local"), env=env, capture_output=True, text=True,
-                           timeout=600, cwd=REPO)
+    again = subprocess.run(_cmd(url, "--set", "ray.address=local"), env=env, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
     fs.invalidate_cache()
     after = {p: fs.info(p)["ETag"] for p in fs.find(f"{BUCKET}/shards") if not p.endswith("manifest.json")}
@@ -109,7 +107,7 @@ def test_a_build_into_s3_resumes_after_a_kill_to_the_samples_on_disk(tmp_path, s
 def test_a_build_on_ray_writes_into_s3_from_its_workers(s3, on_disk):
     env, fs = s3
     url = f"s3://{BUCKET}/ray"
-    run = subprocess.run(_cmd(url, "--set", "ray.num_cpus=2"), env=env, capture_output=True, text=True, timeout=600,
+    run = subprocess.run(_cmd(url, "--set", "ray.num_cpus=2"), env=env, capture_output=True, text=True,
                          cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert _samples(fs, url) == on_disk

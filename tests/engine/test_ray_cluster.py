@@ -47,8 +47,7 @@ def _samples(out: pathlib.Path) -> dict:
 
 def _hm(out, args, *extra, env=None):
     run = subprocess.run([sys.executable, "-m", "human_motion.cli", "build", "--out", str(out), *args, *extra],
-                         env=env or dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
-                         timeout=900, cwd=REPO)
+                         env=env or dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 
@@ -102,7 +101,7 @@ def test_a_worker_killed_while_it_writes_loses_and_doubles_nothing(tmp_path, cor
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, "-m", "tests.engine.killer", str(out), where, *_args(corpus)], env=env,
-                         capture_output=True, text=True, timeout=900, cwd=REPO)
+                         capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert pathlib.Path(f"{out}.killed").exists()  # a worker really died half way through a file
     assert _samples(out) == in_process
