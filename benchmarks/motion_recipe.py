@@ -259,6 +259,8 @@ def train_runs(work: pathlib.Path, variants: dict[str, list[str]], shards: pathl
     one after the other with two (OpenMP threads wait on each other). A finished run in ``work`` is reused; one that
     stopped before its end goes on from its last checkpoint, or starts again when it kept none (the runs here
     checkpoint at their last step only)."""
+    from human_motion.model.run_folder import checkpoints
+
     runs, procs = {}, {}
     for name, extra in variants.items():
         run = runs[name] = work / name
@@ -267,7 +269,7 @@ def train_runs(work: pathlib.Path, variants: dict[str, list[str]], shards: pathl
             continue
         again = []
         if (run / "config.json").exists():
-            again = ["--resume"] if any((run / "checkpoints").glob("checkpoint-*")) else ["--overwrite"]
+            again = ["--resume"] if checkpoints(run) else ["--overwrite"]  # complete ones, as --resume reads them
             log(f"{run} stopped before step {steps}: " + ("going on from its last checkpoint" if again == ["--resume"]
                                                            else "it kept no checkpoint, training it again"))
         sets = [f"model.pretrained_model_name_or_path={base}", f"model.motion_adapter={base / 'motion_adapter'}",

@@ -43,6 +43,8 @@ def test_a_run_that_stopped_early_goes_on_from_its_checkpoint_or_trains_again_an
         (tmp_path / name / "logs").mkdir(parents=True)
         (tmp_path / name / "config.json").write_text("{}")
     (tmp_path / "checkpointed" / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (tmp_path / "checkpointed" / "checkpoints" / "checkpoint-5" / "train_state_rank0.json").write_text("{}")
+    (tmp_path / "stopped" / "checkpoints" / "checkpoint-9").mkdir(parents=True)  # cut off while saving: not one
     names = ("new", "finished", "stopped", "checkpointed")
     runs = recipe.train_runs(tmp_path, {n: [] for n in names}, tmp_path / "shards", tmp_path / "base", "train_action",
                              10, 2, "dlib", 128, [])
