@@ -24,18 +24,17 @@ sys.path.insert(0, str(HERE.parents[1]))  # benchmarks/
 
 import identity_control as ic  # noqa: E402
 from identity_measure import IdentityInstrument  # noqa: E402
+from identity_report import summarise  # noqa: E402
 from motion_recipe import RES, load_pipeline  # noqa: E402
 from motion_recipe import references as portraits  # noqa: E402
 
 
-def summary(rows: list[dict], people: list[str], asked: float) -> dict:
+def summary(rows: list[dict], people: list[str], seen: list[str], asked: float) -> dict:
+    """identity_report's own reading (the seen person a clip is nearest, no face counted wrong) at one ask."""
     rows = [r for r in rows if r["asked"] == asked]
-    found = [r for r in rows if r["sims"] is not None]
-    right = [people[int(np.argmax(r["sims"]))] == r["person"] for r in found]
-    return {"identity_accuracy": round(sum(right) / len(rows), 3),  # a clip with no face found counts as wrong
-            "face_similarity": round(float(np.mean([r["sims"][people.index(r["person"])] for r in found])), 4),
-            "no_face": len(rows) - len(found),
-            "measured": round(float(np.mean([r["measured"] for r in rows])), 2),
+    ident = summarise(rows, people, seen)["identity_seen"]
+    return {"identity_accuracy": round(ident["accuracy"], 3), "face_similarity": round(ident["face_similarity"], 4),
+            "no_face": ident["no_face"], "measured": round(float(np.mean([r["measured"] for r in rows])), 2),
             "action_accuracy": round(float(np.mean([r["found"] == r["action"] for r in rows])), 3) if asked else None}
 
 
@@ -55,7 +54,7 @@ def main() -> None:
         t0 = time.time()
         rows, _ = ic.sweep(pipe, refs, seen, [0.0, 20.0], [0], int(steps), float(guidance), instrument,
                            references, [0, 7])
-        results[spec] = {"asked_0": summary(rows, people, 0.0), "asked_20": summary(rows, people, 20.0),
+        results[spec] = {"asked_0": summary(rows, people, seen, 0.0), "asked_20": summary(rows, people, seen, 20.0),
                          "seconds": round(time.time() - t0), "rows": rows}
         print(json.dumps({"steps:guidance:id_scale": spec, **{k: v for k, v in results[spec].items() if k != "rows"}}),
               flush=True)
